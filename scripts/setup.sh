@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything loraport needs on a fresh clone, idempotently:
+#   Node dependencies (npm ci), the sidecar's Python virtual environment (.venv, pinned), the TS build.
+# Re-running is cheap: each step is skipped while its inputs are unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quiet=0
+[[ ${1:-} == --quiet ]] && quiet=1
+say() { ((quiet)) || echo "setup: $*"; }
+
+# onnxruntime-node's postinstall would download CUDA binaries; the CPU provider ships in the package.
+# GPU users: see README "GPU" (ONNXRUNTIME_NODE_INSTALL=cuda npm rebuild onnxruntime-node).
+export ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL:-skip}
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  say "installing Node dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+PY=${LORAPORT_PYTHON:-python3}
+want=$(cat sidecar/requirements.txt sidecar/pyproject.toml | sha256sum | cut -c1-64)
+if [[ ! -x .venv/bin/python || "$(cat .venv/.loraport-stamp 2>/dev/null)" != "$want" ]]; then
+  say "creating the sidecar's Python environment in .venv (torch, peft, loralib, onnx; a few minutes the first time)"
+  [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r sidecar/requirements.txt
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e sidecar
+  echo "$want" > .venv/.loraport-stamp
+fi
+
+say "building the TypeScript SDK"
+npx tsc -p tsconfig.json
+say "done"

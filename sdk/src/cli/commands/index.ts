@@ -1,0 +1,5 @@
+import type { Command } from "commander";
+import { registerDemo } from "./demo.js";
+
+/** Every CLI command registers itself here, one file per command. */
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo];

@@ -1,0 +1,147 @@
+/**
+ * One error hierarchy for all of loraport. Every error a user can meet is a subclass of
+ * `LoraportError` with a stable `code`, so callers branch on `instanceof` or `code`, never on text.
+ * Messages name the file, key or field and what was expected.
+ */
+export class LoraportError extends Error {
+  /** Stable machine-readable code, e.g. `E_FORMAT`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+// ---- files and formats -------------------------------------------------------------------------
+
+/** A file's bytes do not match its format (safetensors, torch zip, pickle, JSON config). */
+export class FormatError extends LoraportError {
+  /** The file that was being read. */
+  readonly file: string;
+  constructor(file: string, message: string, options?: ErrorOptions & { code?: string }) {
+    super(options?.code ?? "E_FORMAT", `${file}: ${message}`, options);
+    this.file = file;
+  }
+}
+
+/** A pickle asked for a global outside the allowlist (what `torch.load(weights_only=True)` admits). */
+export class UnsafePickleError extends FormatError {
+  /** `module.name` of the refused global. */
+  readonly global: string;
+  constructor(file: string, global: string) {
+    super(file, `refused pickle global '${global}': only tensor-rebuilding globals are allowed (as torch.load(weights_only=True))`, { code: "E_UNSAFE_PICKLE" });
+    this.global = global;
+  }
+}
+
+/** A file or folder that was expected is not there. */
+export class FileMissingError extends LoraportError {
+  readonly file: string;
+  constructor(file: string, message?: string) {
+    super("E_FILE_MISSING", message ?? `${file}: no such file`);
+    this.file = file;
+  }
+}
+
+// ---- adapters ----------------------------------------------------------------------------------
+
+/** An adapter config or state dict that loraport cannot use as asked. */
+export class AdapterError extends LoraportError {
+  constructor(message: string, options?: ErrorOptions & { code?: string }) {
+    super(options?.code ?? "E_ADAPTER", message, options);
+  }
+}
+
+/** A PEFT feature loraport does not implement; refused rather than applied wrongly. */
+export class UnsupportedFeatureError extends AdapterError {
+  /** The config key (or feature) that was refused. */
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(`${key}: ${message}`, { code: "E_UNSUPPORTED" });
+    this.key = key;
+  }
+}
+
+/** A base model and an adapter disagree (missing module, shape or rank). */
+export class ShapeMismatchError extends AdapterError {
+  readonly module: string;
+  readonly expected: readonly number[] | undefined;
+  readonly actual: readonly number[] | undefined;
+  constructor(module: string, message: string, expected?: readonly number[], actual?: readonly number[]) {
+    super(`${module}: ${message}`, { code: "E_SHAPE" });
+    this.module = module;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** A computation produced NaN or Inf while the caller asked for safe mode. */
+export class NonFiniteError extends AdapterError {
+  readonly module: string;
+  constructor(module: string) {
+    super(`${module}: merged weight has non-finite values (safe mode)`, { code: "E_NONFINITE" });
+    this.module = module;
+  }
+}
+
+// ---- the sidecar bridge ------------------------------------------------------------------------
+
+/** Base class of everything that goes wrong talking to the Python sidecar. */
+export class SidecarError extends LoraportError {}
+
+/** Python raised; `pyType` and `pyTraceback` are the remote exception's. */
+export class RemoteError extends SidecarError {
+  readonly pyType: string;
+  readonly pyTraceback: readonly string[];
+  readonly requestId: number | undefined;
+  constructor(pyType: string, message: string, pyTraceback: readonly string[], requestId?: number) {
+    super("E_REMOTE", `${pyType}: ${message}`);
+    this.pyType = pyType;
+    this.pyTraceback = pyTraceback;
+    this.requestId = requestId;
+  }
+}
+
+/** A call passed its deadline. */
+export class TimeoutError extends SidecarError {
+  constructor(message: string) {
+    super("E_TIMEOUT", message);
+  }
+}
+
+/** A call was cancelled through its `AbortSignal`. */
+export class CancelledError extends SidecarError {
+  constructor(message = "call cancelled") {
+    super("E_CANCELLED", message);
+  }
+}
+
+/** The sidecar process ended; pending calls reject with this. */
+export class SidecarExitedError extends SidecarError {
+  readonly exitCode: number | undefined;
+  readonly signal: string | undefined;
+  readonly stderrTail: string;
+  constructor(message: string, exitCode: number | undefined, signal: string | undefined, stderrTail: string) {
+    super("E_SIDECAR_EXITED", message);
+    this.exitCode = exitCode;
+    this.signal = signal;
+    this.stderrTail = stderrTail;
+  }
+}
+
+/** A message broke the wire protocol (bad frame count, schema violation, oversized message). */
+export class ProtocolError extends SidecarError {
+  constructor(message: string) {
+    super("E_PROTOCOL", message);
+  }
+}
+
+// ---- runtime -----------------------------------------------------------------------------------
+
+/** ONNX Runtime could not do what was asked (provider missing, bad model folder, bad inputs). */
+export class RuntimeError extends LoraportError {
+  constructor(message: string, options?: ErrorOptions & { code?: string }) {
+    super(options?.code ?? "E_RUNTIME", message, options);
+  }
+}

@@ -1,0 +1,4 @@
+/** loraport's public API. Everything not exported here is internal. */
+export * from "./errors.js";
+export * from "./tensor/index.js";
+export type { ProgressEvent, ProgressCallback } from "./progress.js";
