@@ -1,0 +1,4 @@
+import type { BenchSuite } from "./types.js";
+
+/** Every benchmark suite, one file each; `npm run bench -- --only NAME` runs one. */
+export const SUITES: readonly BenchSuite[] = [];

@@ -1,0 +1,4 @@
+import type { DemoStep } from "./step.js";
+
+/** The demo's steps in order: formats → adapters → sidecar → ONNX Runtime → training. */
+export const DEMO_STEPS: readonly DemoStep[] = [];
