@@ -1,4 +1,5 @@
 /** loraport's public API. Everything not exported here is internal. */
 export * from "./errors.js";
 export * from "./tensor/index.js";
+export * from "./formats/safetensors/index.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";

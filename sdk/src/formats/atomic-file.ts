@@ -1,0 +1,63 @@
+/**
+ * Atomic file output: write to a temp file in the destination's folder, fsync, then rename over the
+ * destination, so a crash never leaves a half-written file where a reader expects a whole one.
+ */
+import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { FormatError } from "../errors.js";
+
+/** Largest single write/read call (Node refuses buffers past 2 GiB in one fs call). */
+export const IO_CHUNK = 1 << 30;
+
+/** Write all of `bytes` at `position`, in chunks below the fs call limit. */
+export async function writeAll(fh: FileHandle, bytes: Uint8Array, position: number): Promise<number> {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const len = Math.min(IO_CHUNK, bytes.byteLength - done);
+    const { bytesWritten } = await fh.write(bytes, done, len, position + done);
+    done += bytesWritten;
+  }
+  return position + done;
+}
+
+/** Run `fill` on a temp file next to `path`, fsync it, then rename it to `path`. The temp is removed on failure. */
+export async function writeFileAtomic(path: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  const fh = await open(tmp, "wx");
+  let ok = false;
+  try {
+    await fill(fh);
+    await fh.sync();
+    ok = true;
+  } finally {
+    await fh.close();
+    if (!ok) await unlink(tmp).catch(() => {});
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  // Make the rename itself durable; not every platform lets a folder be opened, hence best effort.
+  const dir = await open(dirname(path), "r").catch(() => undefined);
+  if (dir) {
+    await dir.sync().catch(() => {});
+    await dir.close();
+  }
+}
+
+/** Read exactly `length` bytes at `position` into a fresh, 8-byte-aligned buffer (no zero-fill). */
+export async function readExactly(fh: FileHandle, position: number, length: number, file: string): Promise<Uint8Array> {
+  const out = Buffer.allocUnsafeSlow(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(out, done, Math.min(IO_CHUNK, length - done), position + done);
+    if (bytesRead === 0) {
+      throw new FormatError(file, `file ended at byte ${position + done}, expected ${length - done} more bytes`);
+    }
+    done += bytesRead;
+  }
+  return new Uint8Array(out.buffer, out.byteOffset, length);
+}

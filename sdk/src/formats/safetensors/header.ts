@@ -1,0 +1,159 @@
+/**
+ * The safetensors header: parsed and validated as the safetensors library does, each failure a
+ * FormatError naming the file and the problem.
+ */
+import { FormatError } from "../../errors.js";
+import { isDType, itemsize, type DType } from "../../tensor/dtype.js";
+import { numel } from "../../tensor/tensor-impl.js";
+
+/** Headers above this are refused (the safetensors library's own cap). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+export interface SafetensorsEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Absolute position of the first byte in `file`. */
+  byteOffset: number;
+  byteLength: number;
+  file: string;
+}
+
+export interface ParsedHeader {
+  /** Entries in header order. */
+  readonly entries: SafetensorsEntry[];
+  readonly metadata: Record<string, string>;
+  /** 8 + header length: where the data section starts. */
+  readonly dataStart: number;
+}
+
+/** Validate the 8-byte length prefix against the file size; returns the header length. */
+export function headerLength(file: string, prefix: Uint8Array, fileSize: number): number {
+  if (fileSize < 8) throw new FormatError(file, `not a safetensors file: ${fileSize} bytes, shorter than the 8-byte header length`);
+  const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER_BYTES)) throw new FormatError(file, `safetensors header length ${n} is above the ${MAX_HEADER_BYTES}-byte cap`);
+  if (n > BigInt(fileSize - 8)) throw new FormatError(file, `safetensors header length ${n} runs past the end of the file (${fileSize} bytes)`);
+  if (n < 2n) throw new FormatError(file, `safetensors header length ${n} is too short for a JSON object`);
+  return Number(n);
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Parse and validate the JSON header; `fileSize` is the whole file's size. */
+export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: number): ParsedHeader {
+  let text: string;
+  try {
+    text = utf8.decode(headerBytes);
+  } catch {
+    throw new FormatError(file, "safetensors header is not valid UTF-8");
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new FormatError(file, `safetensors header is not JSON (${(err as Error).message})`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new FormatError(file, "safetensors header is not a JSON object");
+  }
+  // JSON.parse keeps the last of duplicate keys silently; the raw text tells us whether there were any.
+  const duplicate = firstDuplicateTopLevelKey(text);
+  if (duplicate !== undefined) throw new FormatError(file, `safetensors header names tensor '${duplicate}' more than once`);
+
+  const dataStart = 8 + headerBytes.byteLength;
+  const dataSize = fileSize - dataStart;
+  const metadata: Record<string, string> = {};
+  const entries: SafetensorsEntry[] = [];
+  for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      if (raw === null) continue;
+      if (typeof raw !== "object" || Array.isArray(raw)) throw new FormatError(file, "__metadata__ is not an object of strings");
+      for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+        if (typeof v !== "string") throw new FormatError(file, `__metadata__ value for '${k}' is ${jsonType(v)}, expected a string`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    entries.push(parseEntry(file, name, raw, dataStart));
+  }
+  checkCoverage(file, entries, dataStart, dataSize);
+  return { entries, metadata, dataStart };
+}
+
+function parseEntry(file: string, name: string, raw: unknown, dataStart: number): SafetensorsEntry {
+  const where = `tensor '${name}'`;
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new FormatError(file, `${where}: entry is not an object`);
+  const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
+  if (!isDType(dtype)) throw new FormatError(file, `${where}: unknown dtype ${JSON.stringify(dtype) ?? "(missing)"}`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
+    throw new FormatError(file, `${where}: shape ${JSON.stringify(shape) ?? "(missing)"} is not a list of non-negative integers`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && (o as number) >= 0)) {
+    throw new FormatError(file, `${where}: data_offsets ${JSON.stringify(offsets) ?? "(missing)"} is not [begin, end]`);
+  }
+  const [begin, end] = offsets as [number, number];
+  if (end < begin) throw new FormatError(file, `${where}: data_offsets [${begin}, ${end}] are out of order (end before begin)`);
+  let n: number;
+  try {
+    n = numel(shape as number[]);
+  } catch {
+    throw new FormatError(file, `${where}: shape [${shape.join(", ")}] has too many elements`);
+  }
+  const expected = n * itemsize(dtype);
+  if (end - begin !== expected) {
+    throw new FormatError(file, `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${dtype} [${shape.join(", ")}] needs ${expected}`);
+  }
+  return { name, dtype, shape: [...(shape as number[])], byteOffset: dataStart + begin, byteLength: end - begin, file };
+}
+
+/** Tensors must tile the data section exactly: no gap, no overlap, nothing left over. */
+function checkCoverage(file: string, entries: readonly SafetensorsEntry[], dataStart: number, dataSize: number): void {
+  const sorted = [...entries].sort((a, b) => a.byteOffset - b.byteOffset || a.byteLength - b.byteLength);
+  let pos = 0;
+  let prev: SafetensorsEntry | undefined;
+  for (const e of sorted) {
+    const begin = e.byteOffset - dataStart;
+    if (begin < pos) throw new FormatError(file, `tensor '${e.name}' (data_offsets begin ${begin}) overlaps tensor '${prev?.name}' (ends at ${pos})`);
+    if (begin > pos) throw new FormatError(file, `gap in the data section: bytes ${pos}..${begin} belong to no tensor (before '${e.name}')`);
+    pos = begin + e.byteLength;
+    prev = e;
+  }
+  if (pos !== dataSize) {
+    throw new FormatError(file, pos < dataSize
+      ? `tensors cover ${pos} of the ${dataSize} data bytes: ${dataSize - pos} trailing bytes belong to no tensor`
+      : `tensor data ends at byte ${pos} of the data section, past the end of the file (${dataSize} data bytes)`);
+  }
+}
+
+function jsonType(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? "a list" : typeof v === "object" ? "an object" : `a ${typeof v}`;
+}
+
+/** Scan the header text for a top-level key that occurs twice (strings and nesting tracked; text is valid JSON). */
+function firstDuplicateTopLevelKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      if (depth === 1 && expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (seen.has(key)) return key;
+        seen.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      depth++;
+      expectKey = depth === 1;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      depth--;
+    } else if (c === 0x2c /* , */ && depth === 1) {
+      expectKey = true;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,91 @@
+/**
+ * Lazy safetensors reader: the header is read and validated on open; tensor bytes are read by offset
+ * only when asked for, so listing a huge file or reading one tensor of it costs only that tensor's memory.
+ */
+import { open, type FileHandle } from "node:fs/promises";
+import { FileMissingError, FormatError } from "../../errors.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { fromBytes } from "../../tensor/tensor-impl.js";
+import { readExactly } from "../atomic-file.js";
+import { headerLength, parseHeader, type SafetensorsEntry } from "./header.js";
+
+/** Named tensors that can be listed without reading their data. */
+export interface TensorSource {
+  readonly names: readonly string[];
+  readonly metadata: Readonly<Record<string, string>>;
+  entry(name: string): SafetensorsEntry | undefined;
+  read(name: string): Promise<Tensor>;
+  close(): Promise<void>;
+}
+
+export async function openFileForReading(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, "r");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new FileMissingError(path);
+    if (code === "EISDIR") throw new FormatError(path, "is a folder, expected a file");
+    throw new FormatError(path, `cannot open: ${(err as Error).message}`);
+  }
+}
+
+/** Open one safetensors file; the header is validated before this resolves. */
+export async function openSafetensors(path: string): Promise<TensorSource> {
+  const fh = await openFileForReading(path);
+  try {
+    const { size } = await fh.stat();
+    if (size < 8) throw new FormatError(path, `not a safetensors file: ${size} bytes, shorter than the 8-byte header length`);
+    const n = headerLength(path, await readExactly(fh, 0, 8, path), size);
+    const header = parseHeader(path, await readExactly(fh, 8, n, path), size);
+    return new FileSource(path, fh, header.entries, header.metadata);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+class FileSource implements TensorSource {
+  readonly names: readonly string[];
+  private readonly byName: Map<string, SafetensorsEntry>;
+  private closed = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly fh: FileHandle,
+    entries: readonly SafetensorsEntry[],
+    readonly metadata: Readonly<Record<string, string>>,
+  ) {
+    this.byName = new Map(entries.map((e) => [e.name, e]));
+    this.names = entries.map((e) => e.name);
+  }
+
+  entry(name: string): SafetensorsEntry | undefined {
+    return this.byName.get(name);
+  }
+
+  async read(name: string): Promise<Tensor> {
+    if (this.closed) throw new FormatError(this.path, `read '${name}' after close()`);
+    const e = this.byName.get(name);
+    if (!e) throw new FormatError(this.path, `no tensor named '${name}'`);
+    const bytes = await readExactly(this.fh, e.byteOffset, e.byteLength, this.path);
+    return fromBytes(e.dtype, e.shape, bytes);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.fh.close();
+  }
+}
+
+/** Read a whole safetensors file into memory. */
+export async function readSafetensors(path: string): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
+  const src = await openSafetensors(path);
+  try {
+    const tensors = new Map<string, Tensor>();
+    for (const name of src.names) tensors.set(name, await src.read(name));
+    return { tensors, metadata: { ...src.metadata } };
+  } finally {
+    await src.close();
+  }
+}
