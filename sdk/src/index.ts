@@ -3,3 +3,4 @@ export * from "./errors.js";
 export * from "./tensor/index.js";
 export * from "./formats/safetensors/index.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
+export * from "./adapter/index.js";

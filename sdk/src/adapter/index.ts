@@ -1,0 +1,7 @@
+/** LoRA adapters: PEFT config and I/O, loralib checkpoints and presets, exact conversion, math and merging. */
+export * from "./config.js";
+export * from "./adapter.js";
+export * from "./math.js";
+export * from "./factors.js";
+export * from "./combine.js";
+export { parsePyJson, dumpsPy, pyFloatRepr, type JsonValue, type JsonPath, type PyJsonDocument } from "./pyjson.js";
