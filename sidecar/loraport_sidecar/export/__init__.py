@@ -1,0 +1,1 @@
+"""ONNX export of base models (adapter inputs or merged) for loraport's ONNX Runtime path."""

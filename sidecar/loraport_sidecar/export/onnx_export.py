@@ -1,0 +1,326 @@
+"""Export a Hugging Face base model to ONNX for loraport's runtime.
+
+Two modes:
+
+- ``adapter-inputs``: the base model with every targeted module's LoRA factors as **required** graph inputs
+  ``A [r, in]`` and ``B [out, r]`` of a dynamic rank ``r`` (scaling folded into B by the caller). One session then
+  runs any adapter of any rank, and rank 0 is the base model. No optional inputs: onnxruntime-node silently drops
+  feeds for names that are also initializers (notes §4).
+- ``merged``: a PEFT adapter merged into the base weights; the graph has only the model inputs.
+
+Outputs go to a temp folder next to ``out`` and are renamed into place, so a failed export leaves nothing behind.
+Run as a module: ``python -m loraport_sidecar.export.onnx_export --base DIR --out DIR --mode adapter-inputs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .manifest import MANIFEST_NAME, MODEL_NAME, base_checksum, build_manifest
+
+OPSET = 20
+# The protobuf limit is 2 GiB for the whole .onnx; stay clear of it.
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+
+# Per-architecture default targets, as PEFT picks them when target_modules is unset.
+DEFAULT_TARGETS = {"gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"], "roberta": ["query", "value"]}
+
+Progress = Callable[[str, int, int, str], None]
+
+
+class ExportError(ValueError):
+    """Bad export request (missing folder, unknown target, base/adapter mismatch): one line for the user."""
+
+
+def _no_progress(phase: str, done: int, total: int, message: str) -> None:
+    pass
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+
+def load_base(base_dir: str | os.PathLike) -> tuple[nn.Module, Any, str]:
+    """Load a Hugging Face model folder in float32 (an F16/BF16 checkpoint is upcast exactly). Returns (model, config, source dtype)."""
+    import transformers
+
+    base = Path(base_dir)
+    cfg_path = base / "config.json"
+    if not cfg_path.is_file():
+        raise ExportError(f"{cfg_path}: no such file (expected a Hugging Face model folder with config.json)")
+    config = transformers.AutoConfig.from_pretrained(str(base))
+    archs = getattr(config, "architectures", None) or []
+    if not archs or not hasattr(transformers, archs[0]):
+        raise ExportError(f"{cfg_path}: 'architectures' must name a transformers model class, got {archs!r}")
+    cls = getattr(transformers, archs[0])
+    source_dtype = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32").replace("torch.", "")
+    # Eager attention: plain MatMul/Softmax in the graph, no SDPA kernel choices at trace time.
+    model = cls.from_pretrained(str(base), dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    return model, config, source_dtype
+
+
+def _is_projection(module: nn.Module) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return isinstance(module, (nn.Linear, Conv1D))
+
+
+def _in_out(module: nn.Module) -> tuple[int, int, bool]:
+    """(in_features, out_features, fan_in_fan_out). Conv1D keeps its weight as [in, out]."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features, False
+    w = module.weight
+    return int(w.shape[0]), int(w.shape[1]), True
+
+
+def find_targets(model: nn.Module, targets: list[str]) -> list[str]:
+    """Module paths matched like PEFT's list form: exact name or ending in '.' + entry. Only Linear/Conv1D."""
+    found = []
+    for name, module in model.named_modules():
+        if not name or not _is_projection(module):
+            continue
+        if any(name == t or name.endswith("." + t) for t in targets):
+            found.append(name)
+    if not found:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and _is_projection(m)})
+        raise ExportError(f"--targets {','.join(targets)}: no Linear/Conv1D module matches; this model has {', '.join(names)}")
+    return found
+
+
+# ---- the adapter-inputs graph -------------------------------------------------------------------
+
+
+class _Feeds:
+    """Per-call LoRA factors, filled by the top wrapper before the base model runs (plain Python: export traces through it)."""
+
+    def __init__(self) -> None:
+        self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+class LoraSlot(nn.Module):
+    """A projection plus `(x @ A^T) @ B^T` with A, B taken from the call's feeds (scaling already in B)."""
+
+    def __init__(self, base: nn.Module, key: str, feeds: _Feeds) -> None:
+        super().__init__()
+        self.base = base
+        self.key = key
+        self._feeds = feeds
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self._feeds.factors[self.key]
+        return self.base(x) + torch.matmul(torch.matmul(x, a.transpose(0, 1)), b.transpose(0, 1))
+
+
+class AdapterInputsModel(nn.Module):
+    """forward(input_ids, attention_mask, A_0, B_0, A_1, B_1, ...) -> logits."""
+
+    def __init__(self, model: nn.Module, keys: list[str]) -> None:
+        super().__init__()
+        self.feeds = _Feeds()
+        self.keys = keys
+        for key in keys:
+            parent_name, _, child = key.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, LoraSlot(getattr(parent, child), key, self.feeds))
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *lora: torch.Tensor) -> torch.Tensor:
+        self.feeds.factors = {k: (lora[2 * i], lora[2 * i + 1]) for i, k in enumerate(self.keys)}
+        return _logits(self.model, input_ids, attention_mask)
+
+
+class PlainModel(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return _logits(self.model, input_ids, attention_mask)
+
+
+def _logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "return_dict": True}
+    if getattr(model.config, "is_decoder", False) or hasattr(model.config, "use_cache"):
+        kwargs["use_cache"] = False
+    return model(**kwargs).logits
+
+
+def input_names_for(key: str) -> tuple[str, str]:
+    return f"lora_A.{key}", f"lora_B.{key}"
+
+
+# ---- export -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    out_dir: str
+    manifest: dict[str, Any]
+    seconds: float
+
+
+def export_onnx(
+    base_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    mode: str = "adapter-inputs",
+    targets: list[str] | None = None,
+    adapter_dir: str | os.PathLike | None = None,
+    external_data: bool | None = None,
+    progress: Progress = _no_progress,
+) -> ExportResult:
+    """Export `base_dir` (a Hugging Face model folder) to `out_dir` (model.onnx + loraport-onnx.json)."""
+    t0 = time.perf_counter()
+    if mode not in ("adapter-inputs", "merged"):
+        raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
+    progress("export", 0, 4, "loading base model")
+    model, config, source_dtype = load_base(base_dir)
+    checksum = base_checksum(model)
+    model_type = getattr(config, "model_type", "")
+
+    lora_entries: list[dict[str, Any]] = []
+    adapter_info: dict[str, Any] | None = None
+    if mode == "adapter-inputs":
+        if adapter_dir is not None:
+            raise ExportError("--adapter is only used with --mode merged (adapter-inputs takes adapters at run time)")
+        tlist = targets or DEFAULT_TARGETS.get(model_type)
+        if not tlist:
+            raise ExportError(f"--targets: no default for model type {model_type!r}; name the modules to adapt")
+        keys = find_targets(model, tlist)
+        for key in keys:
+            fin, fout, fifo = _in_out(model.get_submodule(key))
+            a_name, b_name = input_names_for(key)
+            lora_entries.append({"module": key, "peft_module": f"base_model.model.{key}", "a_input": a_name, "b_input": b_name,
+                                 "in_features": fin, "out_features": fout, "fan_in_fan_out": fifo})
+        wrapped: nn.Module = AdapterInputsModel(model, keys)
+    else:
+        if adapter_dir is None:
+            raise ExportError("--mode merged needs --adapter <PEFT adapter folder>")
+        model, adapter_info = _merge_peft(model, adapter_dir)
+        wrapped = PlainModel(model)
+    wrapped.eval()
+
+    progress("export", 1, 4, "tracing")
+    batch, seq = 2, 8
+    gen = torch.Generator().manual_seed(0)
+    vocab = int(getattr(config, "vocab_size", 100))
+    ids = torch.randint(0, min(vocab, 100), (batch, seq), generator=gen)
+    mask = torch.ones(batch, seq, dtype=torch.int64)
+    args: list[torch.Tensor] = [ids, mask]
+    b_dim, s_dim = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dyn: list[Any] = [{0: b_dim, 1: s_dim}, {0: b_dim, 1: s_dim}]
+    lora_dyn: list[Any] = []
+    names = ["input_ids", "attention_mask"]
+    for i, e in enumerate(lora_entries):
+        # Distinct example ranks per module and a distinct symbol each: rank_pattern adapters differ per module.
+        r = 2 + (i % 3)
+        args += [torch.zeros(r, e["in_features"]), torch.zeros(e["out_features"], r)]
+        rank = torch.export.Dim(f"rank_{i}")
+        lora_dyn += [{0: rank}, {1: rank}]
+        names += [e["a_input"], e["b_input"]]
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(wrapped, tuple(args), dynamo=True, dynamic_shapes=(*dyn, tuple(lora_dyn)) if lora_dyn else tuple(dyn), input_names=names,
+                                        output_names=["logits"], opset_version=OPSET, optimize=True, verbose=False)
+        progress("export", 2, 4, "writing model")
+        n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        use_external = external_data if external_data is not None else n_bytes > EXTERNAL_DATA_THRESHOLD
+        model_path = tmp / MODEL_NAME
+        program.save(str(model_path), external_data=use_external)
+        _check_graph(model_path, names)
+        progress("export", 3, 4, "writing manifest")
+        manifest = build_manifest(model_path=model_path, mode=mode, config=config, opset=OPSET, checksum=checksum,
+                                  source_dtype=source_dtype, lora=lora_entries, adapter=adapter_info,
+                                  targets=targets or DEFAULT_TARGETS.get(model_type) or [], base_dir=str(base_dir))
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            # Replace an earlier export as a whole; never merge files of two exports.
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    progress("export", 4, 4, "done")
+    return ExportResult(out_dir=str(out), manifest=manifest, seconds=time.perf_counter() - t0)
+
+
+def _merge_peft(model: nn.Module, adapter_dir: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    from peft import PeftModel
+
+    cfg = Path(adapter_dir) / "adapter_config.json"
+    if not cfg.is_file():
+        raise ExportError(f"{cfg}: no such file (expected a PEFT adapter folder)")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ExportError(f"{adapter_dir}: adapter does not fit the base model: {str(e).splitlines()[0]}") from e
+    merged = peft_model.merge_and_unload()
+    merged.eval()
+    return merged, {"path": str(Path(adapter_dir).resolve()), "config": json.loads(cfg.read_text())}
+
+
+def _check_graph(model_path: Path, names: list[str]) -> None:
+    """The runtime relies on: every LoRA factor a required input (no same-named initializer), default domain only."""
+    import onnx
+
+    m = onnx.load(str(model_path), load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    inputs = [i.name for i in m.graph.input]
+    shadowed = sorted(set(inputs) & inits)
+    if shadowed:
+        raise RuntimeError(f"exported graph has optional inputs (initializer of the same name): {shadowed[:3]}")
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise RuntimeError(f"exported graph lacks inputs {missing[:3]} (pruned by the exporter?)")
+    if m.ir_version > 10:
+        raise RuntimeError(f"exported IR version {m.ir_version} is newer than onnxruntime-node 1.30 accepts")
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loraport_sidecar.export.onnx_export", description=__doc__.split("\n")[0])
+    p.add_argument("--base", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--mode", default="adapter-inputs", choices=["adapter-inputs", "merged"])
+    p.add_argument("--adapter")
+    p.add_argument("--targets", help="comma-separated module names (PEFT list form)")
+    p.add_argument("--external-data", choices=["auto", "yes", "no"], default="auto")
+    p.add_argument("--progress-json", action="store_true", help="progress events as JSON lines on stderr")
+    a = p.parse_args(argv)
+
+    def progress(phase: str, done: int, total: int, message: str) -> None:
+        if a.progress_json:
+            print(json.dumps({"progress": {"phase": phase, "done": done, "total": total, "message": message}}), file=sys.stderr, flush=True)
+
+    try:
+        res = export_onnx(a.base, a.out, mode=a.mode, targets=a.targets.split(",") if a.targets else None, adapter_dir=a.adapter,
+                          external_data={"auto": None, "yes": True, "no": False}[a.external_data], progress=progress)
+    except ExportError as e:
+        print(json.dumps({"error": str(e)}))
+        return 2
+    print(json.dumps({"out": res.out_dir, "seconds": round(res.seconds, 2), "manifest": res.manifest}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The functional pieces of a LoRA training step, written so `make_fx` can trace them into standard ops.
+
+A PEFT model holds the frozen base weights (they become ONNX initializers); the LoRA parameters, the AdamW
+moments, the step count, the learning rate and the batch are explicit inputs. Every function here is pure:
+tensors in, tensors out, so one traced graph per function is the whole artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad_and_value
+
+IGNORE_INDEX = -100
+TASKS = ("causal-lm", "seq-cls")
+
+
+@dataclass(frozen=True)
+class AdamWSettings:
+    """torch.optim.AdamW's constants (lr is a graph input so schedules live in TypeScript)."""
+
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross entropy over labels != -100 (transformers' ForCausalLMLoss without num_items)."""
+    # Shift the labels, not the logits: pad one ignored label at the end, as transformers does.
+    shifted = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+    vocab = logits.shape[-1]
+    return F.cross_entropy(logits.float().reshape(-1, vocab), shifted.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def seq_cls_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross entropy of one class label per sequence (single-label classification)."""
+    return F.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"causal-lm": causal_lm_loss, "seq-cls": seq_cls_loss}
+
+
+class StepFunctions:
+    """Builds the traced functions over one PEFT model and an ordered list of trainable parameter names."""
+
+    def __init__(self, model: torch.nn.Module, param_names: Sequence[str], task: str, adamw: AdamWSettings):
+        if task not in LOSSES:
+            raise ValueError(f"task {task!r}: expected one of {list(TASKS)}")
+        self.model = model
+        self.names = list(param_names)
+        self.task = task
+        self.loss_fn = LOSSES[task]
+        self.adamw = adamw
+
+    # ---- pieces ---------------------------------------------------------------------------------
+
+    def _loss(self, params: dict[str, torch.Tensor], input_ids, attention_mask, labels) -> torch.Tensor:
+        out = functional_call(self.model, params, args=(), kwargs={"input_ids": input_ids, "attention_mask": attention_mask}, strict=False)
+        return self.loss_fn(out.logits, labels)
+
+    def _logits(self, params: dict[str, torch.Tensor], input_ids, attention_mask) -> torch.Tensor:
+        out = functional_call(self.model, params, args=(), kwargs={"input_ids": input_ids, "attention_mask": attention_mask}, strict=False)
+        return out.logits
+
+    def _grads(self, ps: Sequence[torch.Tensor], input_ids, attention_mask, labels):
+        grads, loss = grad_and_value(self._loss)(dict(zip(self.names, ps)), input_ids, attention_mask, labels)
+        return loss, [grads[n] for n in self.names]
+
+    def _adamw(self, ps, ms, vs, gs, step, lr):
+        """One torch.optim.AdamW step (decoupled weight decay, bias correction), as in _single_tensor_adamw."""
+        a = self.adamw
+        t = step + 1.0
+        bc1 = 1.0 - torch.pow(torch.tensor(a.beta1, dtype=torch.float32), t)
+        bc2_sqrt = torch.sqrt(1.0 - torch.pow(torch.tensor(a.beta2, dtype=torch.float32), t))
+        step_size = lr / bc1
+        new_p, new_m, new_v = [], [], []
+        for p, m, v, g in zip(ps, ms, vs, gs):
+            p = p * (1.0 - lr * a.weight_decay)
+            m = m + (g - m) * (1.0 - a.beta1)  # torch uses lerp_(grad, 1 - beta1)
+            v = v * a.beta2 + g * g * (1.0 - a.beta2)
+            denom = torch.sqrt(v) / bc2_sqrt + a.eps
+            p = p - step_size * (m / denom)
+            new_p.append(p)
+            new_m.append(m)
+            new_v.append(v)
+        return new_p, new_m, new_v, t
+
+    # ---- the traced functions (flat positional tensors in, flat tuple out) -------------------------
+
+    def split(self, flat: Sequence[torch.Tensor], groups: int):
+        n = len(self.names)
+        return [list(flat[i * n:(i + 1) * n]) for i in range(groups)], list(flat[groups * n:])
+
+    def train_step(self, *flat):
+        """(p…, m…, v…, step, lr, input_ids, attention_mask, labels) → (loss, p'…, m'…, v'…, step')."""
+        (ps, ms, vs), (step, lr, input_ids, attention_mask, labels) = self.split(flat, 3)
+        loss, gs = self._grads(ps, input_ids, attention_mask, labels)
+        new_p, new_m, new_v, t = self._adamw(ps, ms, vs, gs, step, lr)
+        return (loss, *new_p, *new_m, *new_v, t)
+
+    def grad_step(self, *flat):
+        """(p…, input_ids, attention_mask, labels) → (loss, g…): for gradient accumulation."""
+        (ps,), (input_ids, attention_mask, labels) = self.split(flat, 1)
+        loss, gs = self._grads(ps, input_ids, attention_mask, labels)
+        return (loss, *gs)
+
+    def apply_step(self, *flat):
+        """(p…, m…, v…, g…, step, lr) → (p'…, m'…, v'…, step'): AdamW on accumulated gradients."""
+        (ps, ms, vs, gs), (step, lr) = self.split(flat, 4)
+        new_p, new_m, new_v, t = self._adamw(ps, ms, vs, gs, step, lr)
+        return (*new_p, *new_m, *new_v, t)
+
+    def eval_step(self, *flat):
+        """(p…, input_ids, attention_mask, labels) → (loss,)."""
+        (ps,), (input_ids, attention_mask, labels) = self.split(flat, 1)
+        with torch.no_grad():
+            return (self._loss(dict(zip(self.names, ps)), input_ids, attention_mask, labels),)
+
+    def forward(self, *flat):
+        """(p…, input_ids, attention_mask) → (logits,): the adapted model's forward, for checking saved adapters."""
+        (ps,), (input_ids, attention_mask) = self.split(flat, 1)
+        with torch.no_grad():
+            return (self._logits(dict(zip(self.names, ps)), input_ids, attention_mask),)

@@ -1,0 +1,437 @@
+"""Export a LoRA train-step artifact: standard-op ONNX graphs that TypeScript drives with a plain InferenceSession.
+
+    python -m loraport_sidecar.export.train_step (--base DIR | --builtin gpt2) --out DIR
+        [--task causal-lm|seq-cls] [--target-modules c_attn] [--r 8] [--alpha 16] [--adapter DIR]
+
+Writes into DIR (atomically: a sibling temp folder renamed at the end):
+  train_step.onnx  (p…, m…, v…, step, lr, input_ids, attention_mask, labels) → (loss, new_p…, new_m…, new_v…, new_step)
+  grad_step.onnx   (p…, batch) → (loss, grad…)                 — gradient accumulation, micro-batch by micro-batch
+  apply_step.onnx  (p…, m…, v…, grad…, step, lr) → (new_p…, new_m…, new_v…, new_step)
+  eval.onnx        (p…, batch) → (loss)
+  forward.onnx     (p…, input_ids, attention_mask) → (logits)
+  initial_adapter/ the starting LoRA weights as a PEFT folder (PEFT's default init, or --adapter)
+  manifest.json    names, shapes, optimizer constants, the export checks' measured figures (schema:
+                   schemas/train-manifest.schema.json)
+
+Recipe (../shared/notes/onnxruntime-notes.md §2): make_fx over torch.func.grad_and_value of functional_call, with
+nll_loss decomposed, eager attention, the causal-mask shortcut disabled, symbolic shapes; then torch.onnx (dynamo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Sequence
+from unittest import mock
+
+import numpy as np
+import torch
+
+from .train_checks import ExportCheckError, check_graph_ops, compare_grads
+from .train_graph import IGNORE_INDEX, TASKS, AdamWSettings, StepFunctions
+
+FORMAT = "loraport-train-step"
+FORMAT_VERSION = 1
+GRAD_REL_TOLERANCE = 1e-5
+EXAMPLE_SHAPE = (2, 8)
+CHECK_SHAPES = ((2, 8), (3, 13))
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
+
+
+# ---- model and adapter ---------------------------------------------------------------------------------------
+
+def load_base(base: str | None, builtin: str | None, builtin_config: dict | None) -> tuple[torch.nn.Module, str]:
+    """The frozen base model, in fp32 with eager attention (SDPA's backward has no ONNX translation)."""
+    if (base is None) == (builtin is None):
+        raise ValueError("give exactly one of --base DIR or --builtin NAME")
+    if builtin is not None:
+        from ..reference import tiny_models
+        model = tiny_models.build(builtin, **(builtin_config or {}))
+        source = f"builtin:{builtin}"
+    else:
+        if not os.path.isfile(os.path.join(base, "config.json")):
+            raise FileNotFoundError(f"{base}: not a Hugging Face model folder (no config.json)")
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+        cfg = AutoConfig.from_pretrained(base)
+        archs = cfg.architectures or []
+        loader = AutoModelForSequenceClassification if any(a.endswith("ForSequenceClassification") for a in archs) else AutoModelForCausalLM
+        model = loader.from_pretrained(base, dtype=torch.float32)
+        source = os.path.abspath(base)
+    model = model.float()
+    model.set_attn_implementation("eager")
+    model.eval()
+    return model, source
+
+
+def default_task(model: torch.nn.Module) -> str:
+    return "seq-cls" if type(model).__name__.endswith("ForSequenceClassification") else "causal-lm"
+
+
+def make_peft_model(base: torch.nn.Module, task: str, adapter: str | None, r: int, alpha: float,
+                    target_modules: Sequence[str] | None, seed: int) -> torch.nn.Module:
+    """PEFT's own LoRA wrapper, so the initial weights and the saved keys are exactly PEFT's."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    torch.manual_seed(seed)  # PEFT's default init draws lora_A from torch's global RNG
+    if adapter is not None:
+        model = PeftModel.from_pretrained(base, adapter, is_trainable=True)
+    else:
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(target_modules) if target_modules else None,
+                         task_type="SEQ_CLS" if task == "seq-cls" else "CAUSAL_LM")
+        model = get_peft_model(base, cfg)
+    model.eval()  # dropout off: the graph is deterministic (documented in the manifest)
+    return model
+
+
+def trainable_params(model: torch.nn.Module) -> tuple[list[str], dict[str, str], dict[str, torch.Tensor]]:
+    """Trainable parameter names in module order, their keys as PEFT saves them, and detached copies."""
+    from peft import get_peft_model_state_dict
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if not names:
+        raise ValueError("the adapter has no trainable parameters")
+    saved = get_peft_model_state_dict(model)
+    by_ptr = {t.data_ptr(): k for k, t in saved.items()}
+    params = dict(model.named_parameters())
+    keys = {}
+    for n in names:
+        key = by_ptr.get(params[n].data_ptr())
+        if key is None:
+            raise ValueError(f"trainable parameter {n} is not in PEFT's saved state dict; cannot map it to an adapter key")
+        keys[n] = key
+    values = {n: params[n].detach().clone() for n in names}
+    return names, keys, values
+
+
+# ---- tracing and export --------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def tracing_patches():
+    """What make_fx needs from transformers and torch to produce a correct, dynamic, standard-op graph."""
+    import transformers.masking_utils as masking
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    # The SDPA shortcut branches on data (is the mask all ones?); a traced graph must not bake that in.
+    with mock.patch.object(masking, "_ignore_causal_mask_sdpa", lambda *a, **k: False), sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def trace(fn: Callable, args: Sequence[torch.Tensor]) -> torch.fx.GraphModule:
+    from torch._decomp import get_decompositions
+    from torch.fx.experimental.proxy_tensor import make_fx
+    # Without this decomposition the ONNX nll_loss has total_weight = 1: masked-label gradients come out too large.
+    decomp = get_decompositions([torch.ops.aten.nll_loss_forward, torch.ops.aten.nll_loss_backward])
+    with tracing_patches():
+        return make_fx(fn, decomposition_table=decomp, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*args)
+
+
+def export_onnx(gm: torch.fx.GraphModule, args: Sequence[torch.Tensor], input_names: list[str], output_names: list[str],
+                dynamic: list[dict | None], path: str) -> None:
+    """torch.onnx (dynamo) of a traced aten graph; its progress lines go to stderr so stdout stays JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        program = torch.onnx.export(gm, tuple(args), dynamo=True, optimize=True, input_names=input_names,
+                                    output_names=output_names, dynamic_shapes=tuple(dynamic), verbose=False)
+        program.save(path)
+
+
+# ---- the artifact --------------------------------------------------------------------------------------------
+
+class Artifact:
+    """Names and example inputs of the five graphs over one PEFT model."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str], keys: dict[str, str], task: str, adamw: AdamWSettings):
+        self.fns = StepFunctions(model, names, task, adamw)
+        self.names = names
+        self.keys = keys
+        self.task = task
+        self.io = [keys[n] for n in names]  # graph tensor names use the PEFT key: p.<key>, m.<key>, …
+
+    def names_of(self, prefix: str) -> list[str]:
+        return [f"{prefix}.{k}" for k in self.io]
+
+    def batch_names(self, with_labels: bool = True) -> list[str]:
+        return ["input_ids", "attention_mask"] + (["labels"] if with_labels else [])
+
+    def batch_dynamic(self, with_labels: bool = True) -> list[dict]:
+        from torch.export import Dim
+        b, s = Dim("batch"), Dim("seq")
+        dims = [{0: b, 1: s}, {0: b, 1: s}]
+        if with_labels:
+            dims.append({0: b, 1: s} if self.task == "causal-lm" else {0: b})
+        return dims
+
+    def graphs(self) -> dict[str, dict[str, Any]]:
+        """Per graph: the function, input names, output names, and which inputs are dynamic."""
+        p, m, v, g = (self.names_of(x) for x in ("p", "m", "v", "grad"))
+        np_, nm, nv = (self.names_of(x) for x in ("new_p", "new_m", "new_v"))
+        n = len(self.io)
+        return {
+            "train_step": dict(fn=self.fns.train_step, inputs=p + m + v + ["step", "lr"] + self.batch_names(),
+                               outputs=["loss"] + np_ + nm + nv + ["new_step"], dynamic=[None] * (3 * n + 2) + self.batch_dynamic()),
+            "grad_step": dict(fn=self.fns.grad_step, inputs=p + self.batch_names(), outputs=["loss"] + g,
+                              dynamic=[None] * n + self.batch_dynamic()),
+            "apply_step": dict(fn=self.fns.apply_step, inputs=p + m + v + g + ["step", "lr"], outputs=np_ + nm + nv + ["new_step"],
+                               dynamic=None),
+            "eval": dict(fn=self.fns.eval_step, inputs=p + self.batch_names(), outputs=["loss"], dynamic=[None] * n + self.batch_dynamic()),
+            "forward": dict(fn=self.fns.forward, inputs=p + self.batch_names(False), outputs=["logits"],
+                            dynamic=[None] * n + self.batch_dynamic(False)),
+        }
+
+
+def example_batch(task: str, vocab: int, num_labels: int, shape: tuple[int, int], seed: int, pad: bool) -> dict[str, torch.Tensor]:
+    """A batch with prompt-masked labels (and right padding when `pad`), the case the exporter bugs break."""
+    gen = torch.Generator().manual_seed(seed)
+    b, t = shape
+    ids = torch.randint(0, vocab, (b, t), generator=gen)
+    mask = torch.ones(b, t, dtype=torch.int64)
+    if pad:
+        for i in range(1, b):
+            mask[i, t - i:] = 0
+    if task == "causal-lm":
+        labels = ids.clone()
+        for i in range(b):
+            labels[i, : 1 + i] = IGNORE_INDEX  # a prompt of varying length
+        labels[mask == 0] = IGNORE_INDEX
+    else:
+        labels = torch.randint(0, num_labels, (b,), generator=gen)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def distinct_zeros(values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    # Distinct tensors: make_fx merges aliased example inputs and the graph would then read v where it means m.
+    return [torch.zeros_like(x).clone() for x in values]
+
+
+def perturbed(values: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """Params with every entry non-zero (PEFT starts B at zero, which would make A's gradient vanish)."""
+    gen = torch.Generator().manual_seed(seed)
+    return [x + 0.05 * torch.randn(x.shape, generator=gen) for x in values]
+
+
+def reference_grads(model: torch.nn.Module, names: list[str], values: Sequence[torch.Tensor], batch: dict) -> tuple[float, list[np.ndarray]]:
+    """Loss and gradients from PyTorch autograd on the PEFT model itself, with transformers' own loss."""
+    params = dict(model.named_parameters())
+    saved = [params[n].detach().clone() for n in names]
+    try:
+        with torch.no_grad():
+            for n, x in zip(names, values):
+                params[n].copy_(x)
+        for n in names:
+            params[n].grad = None
+        out = model(**batch)
+        out.loss.backward()
+        return float(out.loss), [params[n].grad.detach().numpy().copy() for n in names]
+    finally:
+        with torch.no_grad():
+            for n, x in zip(names, saved):
+                params[n].copy_(x)
+                params[n].grad = None
+
+
+def gradient_check(folder: str, art: Artifact, model: torch.nn.Module, values: list[torch.Tensor], vocab: int, num_labels: int,
+                   adamw: AdamWSettings) -> list[dict]:
+    """Step-1 gradients of grad_step.onnx and of train_step.onnx (recovered from m1 = (1 − β1)·g) vs autograd."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    grad_sess = ort.InferenceSession(os.path.join(folder, "grad_step.onnx"), opts, providers=["CPUExecutionProvider"])
+    step_sess = ort.InferenceSession(os.path.join(folder, "train_step.onnx"), opts, providers=["CPUExecutionProvider"])
+    results = []
+    ps = perturbed(values, seed=1234)
+    for i, shape in enumerate(CHECK_SHAPES):
+        batch = example_batch(art.task, vocab, num_labels, shape, seed=100 + i, pad=i > 0)
+        want_loss, want = reference_grads(model, art.names, ps, batch)
+        feed_batch = {k: v.numpy() for k, v in batch.items()}
+        p_feed = {name: x.numpy() for name, x in zip(art.names_of("p"), ps)}
+        out = grad_sess.run(None, {**p_feed, **feed_batch})
+        loss, grads = float(out[0]), out[1:]
+        step_feed = {**p_feed, **{k: np.zeros(x.shape, np.float32) for k, x in zip(art.names_of("m"), ps)},
+                     **{k: np.zeros(x.shape, np.float32) for k, x in zip(art.names_of("v"), ps)},
+                     "step": np.array(0.0, np.float32), "lr": np.array(1e-3, np.float32), **feed_batch}
+        n = len(ps)
+        out2 = step_sess.run(None, step_feed)
+        m1 = out2[1 + n:1 + 2 * n]
+        via_m = [m / (1.0 - adamw.beta1) for m in m1]
+        for label, got, got_loss in (("grad_step", grads, loss), ("train_step", via_m, float(out2[0]))):
+            max_abs, max_rel, worst = compare_grads(art.io, got, want)
+            masked = int((batch["labels"] == IGNORE_INDEX).sum())
+            loss_abs = abs(got_loss - want_loss)
+            rec = {"graph": label, "shape": list(shape), "masked_labels": masked, "loss_abs_err": loss_abs,
+                   "loss_rel_err": loss_abs / max(abs(want_loss), 1e-30), "grad_max_abs_err": max_abs,
+                   "grad_max_rel_err": max_rel, "worst_param": worst}
+            results.append(rec)
+            # The gradient recovered from m1 carries one extra fp32 rounding of (1-β1)·g / (1-β1).
+            tol = GRAD_REL_TOLERANCE if label == "grad_step" else 4 * GRAD_REL_TOLERANCE
+            if not (max_rel <= tol) or not (rec["loss_rel_err"] <= GRAD_REL_TOLERANCE):
+                raise ExportCheckError(f"{label}.onnx gradient check failed on shape {list(shape)}: max rel {max_rel:.3g} "
+                                       f"(at {worst}), loss rel {rec['loss_rel_err']:.3g}; tolerance {tol:g}")
+    return results
+
+
+def export_train_step(out: str, *, base: str | None = None, builtin: str | None = None, builtin_config: dict | None = None,
+                      adapter: str | None = None, task: str | None = None, r: int = 8, alpha: float = 16.0,
+                      target_modules: Sequence[str] | None = None, adamw: AdamWSettings = AdamWSettings(), seed: int = 0,
+                      log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
+    """Write the artifact folder `out`; returns the manifest. Raises ExportCheckError when a gate fails."""
+    t_start = time.perf_counter()
+    torch.set_grad_enabled(True)
+    base_model, source = load_base(base, builtin, builtin_config)
+    task = task or default_task(base_model)
+    if task not in TASKS:
+        raise ValueError(f"task {task!r}: expected one of {list(TASKS)}")
+    if task == "seq-cls" and default_task(base_model) != "seq-cls":
+        raise ValueError(f"task seq-cls needs a *ForSequenceClassification model; {source} is {type(base_model).__name__}")
+    config = base_model.config
+    vocab = int(config.vocab_size)
+    num_labels = int(getattr(config, "num_labels", 0) or 0)
+    model = make_peft_model(base_model, task, adapter, r, alpha, target_modules, seed)
+    names, keys, values = trainable_params(model)
+    for p in model.parameters():
+        p.requires_grad_(False)  # only the graph's explicit inputs are differentiated
+    art = Artifact(model, names, keys, task, adamw)
+    vals = [values[n] for n in names]
+
+    parent = os.path.dirname(os.path.abspath(out)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".train-step-", dir=parent)
+    try:
+        model.save_pretrained(os.path.join(tmp, "initial_adapter"))
+        batch = example_batch(task, vocab, num_labels, EXAMPLE_SHAPE, seed=7, pad=False)
+        ex = {
+            "p": vals, "m": distinct_zeros(vals), "v": distinct_zeros(vals), "g": distinct_zeros(vals),
+            "step": torch.tensor(0.0), "lr": torch.tensor(1e-3),
+        }
+        batch_args = [batch["input_ids"], batch["attention_mask"], batch["labels"]]
+        args_of = {
+            "train_step": [*ex["p"], *ex["m"], *ex["v"], ex["step"], ex["lr"], *batch_args],
+            "grad_step": [*ex["p"], *batch_args],
+            "apply_step": [*ex["p"], *ex["m"], *ex["v"], *ex["g"], ex["step"], ex["lr"]],
+            "eval": [*ex["p"], *batch_args],
+            "forward": [*ex["p"], *batch_args[:2]],
+        }
+        graphs_out: dict[str, dict] = {}
+        for name, spec in art.graphs().items():
+            t0 = time.perf_counter()
+            gm = trace(spec["fn"], args_of[name])
+            path = os.path.join(tmp, f"{name}.onnx")
+            dynamic = spec["dynamic"] if spec["dynamic"] is not None else [None] * len(spec["inputs"])
+            export_onnx(gm, args_of[name], spec["inputs"], spec["outputs"], dynamic, path)
+            info = check_graph_ops(path)
+            graphs_out[name] = {"file": f"{name}.onnx", "inputs": spec["inputs"], "outputs": spec["outputs"],
+                                "ir_version": info["ir_version"], "opset": info["opset"], "nodes": info["nodes"],
+                                "op_types": info["op_types"], "export_seconds": round(time.perf_counter() - t0, 2)}
+            log(f"exported {name}.onnx ({info['nodes']} nodes, {graphs_out[name]['export_seconds']} s)")
+        checks = gradient_check(tmp, art, model, vals, vocab, num_labels, adamw)
+        log("gradient check passed: max rel " + ", ".join(f"{c['graph']}{c['shape']} {c['grad_max_rel_err']:.2e}" for c in checks))
+        tokenizer = copy_tokenizer(base, tmp) if base else False
+        with open(os.path.join(tmp, "initial_adapter", "adapter_config.json")) as f:
+            peft_config = json.load(f)
+        manifest = build_manifest(art, values, source, config, task, peft_config, adamw, graphs_out, checks, tokenizer,
+                                  time.perf_counter() - t_start)
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=2)
+        replace_folder(tmp, out)
+        return manifest
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def copy_tokenizer(base: str, folder: str) -> bool:
+    files = [f for f in TOKENIZER_FILES if os.path.isfile(os.path.join(base, f))]
+    if "tokenizer.json" not in files:
+        return False
+    os.makedirs(os.path.join(folder, "tokenizer"))
+    for f in files:
+        shutil.copyfile(os.path.join(base, f), os.path.join(folder, "tokenizer", f))
+    return True
+
+
+def replace_folder(tmp: str, out: str) -> None:
+    """Move the finished temp folder to `out`; an existing artifact there is replaced only after success."""
+    if os.path.exists(out):
+        if os.listdir(out) and not os.path.isfile(os.path.join(out, "manifest.json")):
+            raise FileExistsError(f"{out}: exists, is not empty and is not a train-step artifact; refusing to overwrite")
+        old = tmp + ".old"
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+
+
+def build_manifest(art: Artifact, values: dict[str, torch.Tensor], source: str, config, task: str, peft_config: dict,
+                   adamw: AdamWSettings, graphs: dict, checks: list[dict], tokenizer: bool, seconds: float) -> dict:
+    import onnx
+    import peft
+    import transformers
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "task": task,
+        "base": {"source": source, "model_type": config.model_type, "vocab_size": int(config.vocab_size),
+                 "num_labels": int(getattr(config, "num_labels", 0) or 0) if task == "seq-cls" else None,
+                 "max_positions": int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 0) or 0) or None},
+        "adapter": {"folder": "initial_adapter", "r": int(peft_config.get("r", 0)), "lora_alpha": float(peft_config.get("lora_alpha", 0)),
+                    "target_modules": peft_config.get("target_modules"), "dropout": "disabled: graphs run the model in eval mode (deterministic)"},
+        "params": [{"key": art.keys[n], "shape": list(values[n].shape), "dtype": "F32"} for n in art.names],
+        "inputs": {
+            "input_ids": {"dtype": "I64", "shape": ["batch", "seq"]},
+            "attention_mask": {"dtype": "I64", "shape": ["batch", "seq"]},
+            "labels": {"dtype": "I64", "shape": ["batch", "seq"] if task == "causal-lm" else ["batch"], "ignore_index": IGNORE_INDEX},
+            "step": {"dtype": "F32", "shape": [], "meaning": "optimizer steps already taken (0 before the first)"},
+            "lr": {"dtype": "F32", "shape": [], "meaning": "learning rate of this step (schedules are computed by the caller)"},
+        },
+        "loss": ("mean next-token cross entropy over labels != -100 (labels are shifted inside the graph, as transformers does)"
+                 if task == "causal-lm" else "mean cross entropy of one class label per sequence"),
+        "optimizer": {"name": "adamw", "semantics": "torch.optim.AdamW (decoupled weight decay, bias correction, amsgrad off)",
+                      "beta1": adamw.beta1, "beta2": adamw.beta2, "eps": adamw.eps, "weight_decay": adamw.weight_decay},
+        "accumulation": ("grad_step.onnx gives one micro-batch's mean-loss gradients; the trainer averages them over the N "
+                         "micro-batches and runs apply_step.onnx once — PyTorch's loss/N per micro-batch then one optimizer step"),
+        "graphs": graphs,
+        "checks": {"gradient_tolerance_rel": GRAD_REL_TOLERANCE,
+                   "relative_error": "per tensor max|got - want| / max|want|, worst tensor reported",
+                   "reference": "PyTorch autograd on the PEFT model with transformers' loss", "gradient": checks},
+        "tokenizer": "tokenizer" if tokenizer else None,
+        "versions": {"torch": torch.__version__, "peft": peft.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__},
+        "export_seconds": round(seconds, 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loraport_sidecar.export.train_step", description=__doc__.split("\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--base", help="Hugging Face model folder (config.json + weights)")
+    src.add_argument("--builtin", help="a seeded tiny model: gpt2, llama, roberta")
+    ap.add_argument("--builtin-config", help="JSON keyword arguments for the builtin builder", default=None)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--adapter", help="start from this PEFT adapter folder instead of PEFT's default init")
+    ap.add_argument("--task", choices=TASKS)
+    ap.add_argument("--target-modules", help="comma-separated module names (default: PEFT's per-architecture default)")
+    ap.add_argument("--r", type=int, default=8)
+    ap.add_argument("--alpha", type=float, default=16.0)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--beta1", type=float, default=0.9)
+    ap.add_argument("--beta2", type=float, default=0.999)
+    ap.add_argument("--eps", type=float, default=1e-8)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    try:
+        manifest = export_train_step(
+            a.out, base=a.base, builtin=a.builtin, builtin_config=json.loads(a.builtin_config) if a.builtin_config else None,
+            adapter=a.adapter, task=a.task, r=a.r, alpha=a.alpha,
+            target_modules=[t for t in a.target_modules.split(",") if t] if a.target_modules else None,
+            adamw=AdamWSettings(beta1=a.beta1, beta2=a.beta2, eps=a.eps, weight_decay=a.weight_decay), seed=a.seed)
+    except (ExportCheckError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"export failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"ok": True, "out": os.path.abspath(a.out), "params": len(manifest["params"]),
+                      "checks": manifest["checks"]["gradient"], "export_seconds": manifest["export_seconds"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""ONNX export parity: ORT (Python) on the exported graphs vs PyTorch + PEFT, run side by side here.
+
+adapter-inputs: several adapters of different ranks fed to one session, rank 0 = base; merged: PEFT's
+merge_and_unload exported. GPT-2 (Conv1D), Llama, RoBERTa seq-cls, and an F16 checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from loraport_sidecar.export.manifest import MANIFEST_NAME, MODEL_NAME
+from loraport_sidecar.export.onnx_export import ExportError, export_onnx
+from loraport_sidecar.reference import tiny_models
+
+TOL = 1e-4
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "onnx-manifest.schema.json"
+
+FAMILIES = {
+    # family: (builder kwargs, PEFT targets, adapters as (r, alpha, rslora))
+    "gpt2": ({}, ["c_attn", "c_fc"], [(4, 8, False), (8, 16, True)]),
+    "llama": ({}, ["q_proj", "v_proj", "down_proj"], [(2, 4, False), (6, 3, False)]),
+    "roberta": ({}, ["query", "value"], [(8, 16, False)]),
+}
+
+
+def _peft(base_dir: Path, targets: list[str], r: int, alpha: int, rslora: bool, seed: int):
+    model = tiny_models.build(_family(base_dir))
+    torch.manual_seed(seed)
+    # init_lora_weights=False: B is random too, so the adapter really changes the output.
+    cfg = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, use_rslora=rslora, init_lora_weights=False,
+                     fan_in_fan_out=_family(base_dir) == "gpt2")
+    return get_peft_model(model, cfg).eval()
+
+
+def _family(base_dir: Path) -> str:
+    return base_dir.name.split("-")[0]
+
+
+def _feeds_for(peft_model, manifest: dict) -> dict[str, np.ndarray]:
+    """A [r, in] and B·scaling [out, r] per exported module; zero-rank factors for modules the adapter skips."""
+    feeds = {}
+    for e in manifest["lora"]:
+        mod = peft_model.base_model.model.get_submodule(e["module"])
+        if hasattr(mod, "lora_A") and "default" in mod.lora_A:
+            a = mod.lora_A["default"].weight.detach().numpy()
+            b = (mod.lora_B["default"].weight * mod.scaling["default"]).detach().numpy()
+        else:
+            a = np.zeros((0, e["in_features"]), np.float32)
+            b = np.zeros((e["out_features"], 0), np.float32)
+        feeds[e["a_input"]], feeds[e["b_input"]] = a, b
+    return feeds
+
+
+def _rank0(manifest: dict) -> dict[str, np.ndarray]:
+    out = {}
+    for e in manifest["lora"]:
+        out[e["a_input"]] = np.zeros((0, e["in_features"]), np.float32)
+        out[e["b_input"]] = np.zeros((e["out_features"], 0), np.float32)
+    return out
+
+
+def _ids():
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 120, (2, 11), generator=gen)
+    return ids, torch.ones_like(ids)
+
+
+def _torch_logits(model, ids, mask) -> np.ndarray:
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).logits.numpy()
+
+
+def _err(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    d = np.abs(a - b)
+    return float(d.max()), float((d / np.maximum(np.abs(b), 1e-6)).max())
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    bases = {}
+    for fam in FAMILIES:
+        d = root / f"{fam}-base"
+        tiny_models.save(tiny_models.build(fam), str(d))
+        bases[fam] = d
+    return root, bases
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_adapter_inputs_parity(work, family):
+    root, bases = work
+    _, targets, adapters = FAMILIES[family]
+    out = root / f"{family}-ai"
+    res = export_onnx(bases[family], out, mode="adapter-inputs", targets=targets)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest == json.loads(json.dumps(res.manifest)) and manifest["mode"] == "adapter-inputs"
+    _validate(manifest)
+
+    sess = ort.InferenceSession(str(out / MODEL_NAME), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    assert {e["a_input"] for e in manifest["lora"]} <= names  # required inputs, not initializers
+    ids, mask = _ids()
+    base_feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+
+    base_ref = _torch_logits(tiny_models.build(family).eval(), ids, mask)
+    got0 = sess.run(["logits"], {**base_feeds, **_rank0(manifest)})[0]
+    abs0, rel0 = _err(got0, base_ref)
+    print(f"{family} rank 0 vs base: max abs {abs0:.2e} rel {rel0:.2e}")
+    assert abs0 <= TOL
+
+    # Several adapters, different ranks, swapped in one session (and back again).
+    refs = []
+    for i, (r, alpha, rslora) in enumerate(adapters):
+        pm = _peft(bases[family], targets, r, alpha, rslora, seed=10 + i)
+        refs.append((_torch_logits(pm, ids, mask), _feeds_for(pm, manifest), r))
+    for ref, feeds, r in refs + refs[:1]:
+        got = sess.run(["logits"], {**base_feeds, **feeds})[0]
+        a, rel = _err(got, ref)
+        print(f"{family} r={r}: max abs {a:.2e} rel {rel:.2e}; adapter effect {np.abs(ref - base_ref).max():.2e}")
+        assert a <= TOL
+        effect = float(np.abs(ref - base_ref).max())
+        assert effect > 1e-4 and effect > 100 * a  # the adapter really changed the output, far above the error
+
+
+@pytest.mark.parametrize("family", ["gpt2", "roberta"])
+def test_merged_parity(work, family):
+    root, bases = work
+    _, targets, adapters = FAMILIES[family]
+    r, alpha, rslora = adapters[0]
+    pm = _peft(bases[family], targets, r, alpha, rslora, seed=10)
+    adapter_dir = root / f"{family}-adapter"
+    pm.save_pretrained(str(adapter_dir))
+    ids, mask = _ids()
+    ref = _torch_logits(pm, ids, mask)
+    out = root / f"{family}-merged"
+    manifest = export_onnx(bases[family], out, mode="merged", adapter_dir=adapter_dir).manifest
+    _validate(manifest)
+    assert manifest["lora"] == [] and manifest["adapter"]["config"]["r"] == r
+    sess = ort.InferenceSession(str(out / MODEL_NAME), providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    a, rel = _err(got, ref)
+    print(f"{family} merged: max abs {a:.2e} rel {rel:.2e}")
+    assert a <= TOL
+
+
+def test_f16_base_and_external_data(work):
+    """An F16 checkpoint exports (upcast exactly to F32) and matches PyTorch on the same upcast weights;
+    external data forced on a small model loads by path."""
+    root, _ = work
+    base = root / "gpt2-f16"
+    tiny_models.save(tiny_models.gpt2().to(torch.float16), str(base))
+    out = root / "gpt2-f16-ai"
+    manifest = export_onnx(base, out, mode="adapter-inputs", external_data=True).manifest
+    assert manifest["base"]["source_dtype"] == "float16"
+    assert manifest["external_data"], "expected external data files"
+    assert not onnx.load(str(out / MODEL_NAME), load_external_data=False).graph.initializer[0].HasField("raw_data")
+    ref_model = tiny_models.gpt2().to(torch.float16).to(torch.float32).eval()
+    ids, mask = _ids()
+    sess = ort.InferenceSession(str(out / MODEL_NAME), providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), **_rank0(manifest)})[0]
+    a, rel = _err(got, _torch_logits(ref_model, ids, mask))
+    print(f"gpt2 f16 base: max abs {a:.2e} rel {rel:.2e}")
+    assert a <= TOL
+
+
+def test_bad_requests(work, tmp_path):
+    root, bases = work
+    with pytest.raises(ExportError, match="config.json"):
+        export_onnx(tmp_path / "nope", tmp_path / "o")
+    with pytest.raises(ExportError, match="no Linear/Conv1D module matches"):
+        export_onnx(bases["gpt2"], tmp_path / "o", targets=["q_proj"])
+    with pytest.raises(ExportError, match="needs --adapter"):
+        export_onnx(bases["gpt2"], tmp_path / "o", mode="merged")
+    # A Llama adapter on a GPT-2 base: refused with the adapter's folder named.
+    pm = _peft(bases["llama"], ["q_proj"], 2, 4, False, seed=1)
+    pm.save_pretrained(str(tmp_path / "llama-adapter"))
+    with pytest.raises(ExportError, match="llama-adapter"):
+        export_onnx(bases["gpt2"], tmp_path / "o", mode="merged", adapter_dir=tmp_path / "llama-adapter")
+    assert not (tmp_path / "o").exists()
+
+
+def _validate(manifest: dict) -> None:
+    import jsonschema
+
+    jsonschema.validate(manifest, json.loads(SCHEMA.read_text()))
