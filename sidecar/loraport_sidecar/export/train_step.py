@@ -221,6 +221,7 @@ def reference_grads(model: torch.nn.Module, names: list[str], values: Sequence[t
                 params[n].copy_(x)
         for n in names:
             params[n].grad = None
+            params[n].requires_grad_(True)
         out = model(**batch)
         out.loss.backward()
         return float(out.loss), [params[n].grad.detach().numpy().copy() for n in names]
@@ -229,6 +230,7 @@ def reference_grads(model: torch.nn.Module, names: list[str], values: Sequence[t
             for n, x in zip(names, saved):
                 params[n].copy_(x)
                 params[n].grad = None
+                params[n].requires_grad_(False)
 
 
 def gradient_check(folder: str, art: Artifact, model: torch.nn.Module, values: list[torch.Tensor], vocab: int, num_labels: int,
