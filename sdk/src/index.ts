@@ -2,5 +2,8 @@
 export * from "./errors.js";
 export * from "./tensor/index.js";
 export * from "./formats/safetensors/index.js";
+export * from "./formats/torch/index.js";
+export { loadStateDict } from "./formats/load-state-dict.js";
+export { detectFormat, type WeightsFormat } from "./formats/detect.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./adapter/index.js";

@@ -1,0 +1,5 @@
+/** Weights file formats: safetensors (read/write) and torch.save checkpoints (read). */
+export * from "./safetensors/index.js";
+export * from "./torch/index.js";
+export { loadStateDict } from "./load-state-dict.js";
+export { detectFormat, type WeightsFormat } from "./detect.js";
