@@ -5,3 +5,4 @@ export * from "./math.js";
 export * from "./factors.js";
 export * from "./combine.js";
 export { parsePyJson, dumpsPy, pyFloatRepr, type JsonValue, type JsonPath, type PyJsonDocument } from "./pyjson.js";
+export * from "./peft-io.js";
