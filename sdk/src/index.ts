@@ -7,3 +7,4 @@ export { loadStateDict } from "./formats/load-state-dict.js";
 export { detectFormat, type WeightsFormat } from "./formats/detect.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./adapter/index.js";
+export * from "./runtime/index.js";

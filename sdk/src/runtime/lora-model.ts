@@ -1,0 +1,252 @@
+/**
+ * An exported model (`loraport export`) running in ONNX Runtime on a worker thread, with LoRA adapters
+ * registered by name and chosen per request. An adapter-inputs export serves any number of adapters of any rank
+ * from one session; a merged export runs its one adapter with no overhead.
+ */
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import { AdapterError, RuntimeError } from "../errors.js";
+import type { ProgressCallback } from "../progress.js";
+import { tensor, type Tensor } from "../tensor/index.js";
+import { adapterFeeds, baseFeeds, type AdapterSource } from "./adapter-feeds.js";
+import { readManifest, type OnnxManifest } from "./manifest.js";
+import { chooseProviders, type ExecutionProvider, type ProviderRequest } from "./providers.js";
+import type { WireTensor, WorkerRequest, WorkerResponse } from "./worker-protocol.js";
+
+export interface LoraModelOptions {
+  /** `auto` (default): CUDA when installed and a GPU is present, else CPU. */
+  readonly executionProviders?: ProviderRequest;
+  readonly intraOpNumThreads?: number;
+  readonly interOpNumThreads?: number;
+  readonly onProgress?: ProgressCallback;
+}
+
+/** Token ids: one sequence, or a batch of equal-length sequences. */
+export interface ModelInputs {
+  readonly inputIds: readonly number[] | readonly (readonly number[])[];
+  /** Same shape as `inputIds`; all ones when omitted. */
+  readonly attentionMask?: readonly number[] | readonly (readonly number[])[];
+}
+
+export interface RunOptions {
+  /** A registered adapter's name; omitted or null = the base model (rank 0) or, for a merged export, its adapter. */
+  readonly adapter?: string | null;
+}
+
+export interface RunResult {
+  /** F32 logits: `[batch, sequence, vocab]` (causal LM) or `[batch, labels]` (sequence classification). */
+  readonly logits: Tensor;
+  /** The execution provider that ran the session. */
+  readonly provider: ExecutionProvider;
+  readonly adapter: string | null;
+  /** Time inside `session.run` in the worker, ms. */
+  readonly ms: number;
+}
+
+interface WorkerState {
+  readonly pending: Map<number, { resolve(r: WorkerResponse & { ok: true }): void; reject(e: Error): void }>;
+  closed: boolean;
+  error: Error | undefined;
+}
+
+/** Base-model name used for rank-0 feeds inside the worker. */
+const BASE = "\u0000base";
+
+export class LoraModel {
+  readonly dir: string;
+  readonly manifest: OnnxManifest;
+  /** The execution provider the session runs on. */
+  readonly provider: ExecutionProvider;
+  /** Set when CUDA was wanted but is not used, with the reason. */
+  readonly providerNote: string | undefined;
+  readonly inputNames: readonly string[];
+  readonly #worker: Worker;
+  readonly #state: WorkerState;
+  readonly #adapters = new Set<string>();
+  #nextId = 1;
+
+  private constructor(dir: string, manifest: OnnxManifest, worker: Worker, state: WorkerState, provider: ExecutionProvider, note: string | undefined, inputNames: readonly string[]) {
+    this.dir = dir;
+    this.manifest = manifest;
+    this.#worker = worker;
+    this.#state = state;
+    this.provider = provider;
+    this.providerNote = note;
+    this.inputNames = inputNames;
+  }
+
+  /** Load an exported folder (model.onnx + loraport-onnx.json) and start its session on a worker thread. */
+  static async load(dir: string, options: LoraModelOptions = {}): Promise<LoraModel> {
+    const manifest = readManifest(dir);
+    const choice = chooseProviders(options.executionProviders ?? "auto");
+    options.onProgress?.({ phase: "load", done: 0, total: 1, unit: "sessions", message: `creating session (${choice.providers.join(", ")})` });
+    const worker = startWorker();
+    const state: WorkerState = { pending: new Map(), closed: false, error: undefined };
+    LoraModel.#attach(worker, state);
+    let init: WorkerResponse & { ok: true };
+    try {
+      init = await new Promise((resolve, reject) => {
+        state.pending.set(0, { resolve, reject });
+        const req: WorkerRequest = {
+          id: 0, op: "init", modelPath: join(dir, manifest.model_file), providers: choice.providers,
+          ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+          ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {}),
+        };
+        worker.postMessage(req);
+      });
+    } catch (err) {
+      await worker.terminate();
+      throw new RuntimeError(`${join(dir, manifest.model_file)}: ONNX Runtime could not create a session: ${(err as Error).message}`, { cause: err });
+    }
+    const model = new LoraModel(dir, manifest, worker, state, init.provider ?? "cpu", choice.note, init.inputNames ?? []);
+    const missing = manifest.lora.flatMap((e) => [e.a_input, e.b_input]).filter((n) => !model.inputNames.includes(n));
+    if (missing.length > 0) {
+      await model.close();
+      throw new RuntimeError(`${dir}: graph lacks LoRA inputs named in the manifest: ${missing.slice(0, 3).join(", ")} (manifest and model.onnx from different exports?)`);
+    }
+    if (manifest.mode === "adapter-inputs") await model.#request({ id: 0, op: "setAdapter", name: BASE, feeds: baseFeeds(manifest) });
+    options.onProgress?.({ phase: "load", done: 1, total: 1, unit: "sessions", message: `on ${model.provider}` });
+    return model;
+  }
+
+  /** Routes worker replies to pending promises; a dead worker fails everything pending and later. */
+  static #attach(worker: Worker, state: WorkerState): void {
+    worker.on("message", (res: WorkerResponse) => {
+      const p = state.pending.get(res.id);
+      if (!p) return;
+      state.pending.delete(res.id);
+      if (res.ok) p.resolve(res);
+      else p.reject(new RuntimeError(res.error));
+    });
+    const fail = (err: Error): void => {
+      state.error = err;
+      for (const p of state.pending.values()) p.reject(err);
+      state.pending.clear();
+    };
+    worker.on("error", (err) => fail(new RuntimeError(`session worker failed: ${err.message}`, { cause: err })));
+    worker.on("exit", (code) => {
+      if (!state.closed) fail(new RuntimeError(`session worker exited (code ${code})`));
+    });
+  }
+
+  #request(req: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<WorkerResponse & { ok: true }> {
+    if (this.#state.closed) return Promise.reject(new RuntimeError(`${this.dir}: model is closed`));
+    if (this.#state.error) return Promise.reject(this.#state.error);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#state.pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ ...req, id }, transfer);
+    });
+  }
+
+  /** Names of the registered adapters. */
+  get adapters(): string[] {
+    return [...this.#adapters];
+  }
+
+  /**
+   * Register an adapter under `name` (replacing one of the same name). Checked against the exported graph:
+   * a module the graph has no inputs for, or factors of other sizes, throw `ShapeMismatchError`.
+   */
+  async registerAdapter(name: string, adapter: AdapterSource): Promise<void> {
+    if (this.manifest.mode !== "adapter-inputs") {
+      throw new AdapterError(`${this.dir}: this model was exported with mode '${this.manifest.mode}' (its adapter is merged in); export with --mode adapter-inputs to register adapters`);
+    }
+    if (!name || name === BASE) throw new AdapterError(`adapter name must be a non-empty string, got '${name}'`);
+    const feeds = adapterFeeds(this.manifest, adapter);
+    await this.#request({ id: 0, op: "setAdapter", name, feeds }, Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer));
+    this.#adapters.add(name);
+  }
+
+  async unregisterAdapter(name: string): Promise<void> {
+    if (!this.#adapters.delete(name)) return;
+    await this.#request({ id: 0, op: "dropAdapter", name });
+  }
+
+  /** Run a forward pass with the named adapter (or the base model). Requests queue on the worker in order. */
+  async run(inputs: ModelInputs, options: RunOptions = {}): Promise<RunResult> {
+    const adapter = options.adapter ?? null;
+    if (adapter !== null && !this.#adapters.has(adapter)) {
+      throw new AdapterError(`adapter '${adapter}' is not registered (registered: ${this.adapters.join(", ") || "none"})`);
+    }
+    const { ids, mask, dims } = this.#encode(inputs);
+    const wire: Record<string, WireTensor> = {
+      input_ids: { type: "int64", dims, data: ids },
+      attention_mask: { type: "int64", dims, data: mask },
+    };
+    const workerAdapter = this.manifest.mode === "adapter-inputs" ? (adapter ?? BASE) : null;
+    const res = await this.#request({ id: 0, op: "run", adapter: workerAdapter, inputs: wire, outputs: ["logits"] }, [ids.buffer as ArrayBuffer, mask.buffer as ArrayBuffer]);
+    const out = res.outputs?.["logits"];
+    if (!out || out.type !== "float32") throw new RuntimeError(`${this.dir}: model returned no float32 'logits' output`);
+    return { logits: tensor("F32", out.dims, out.data as Float32Array), provider: res.provider ?? this.provider, adapter, ms: res.ms ?? 0 };
+  }
+
+  #encode(inputs: ModelInputs): { ids: BigInt64Array; mask: BigInt64Array; dims: number[] } {
+    const rows = toRows(inputs.inputIds, "inputIds");
+    const maskRows = inputs.attentionMask === undefined ? rows.map((r) => r.map(() => 1)) : toRows(inputs.attentionMask, "attentionMask");
+    const seq = rows[0]!.length;
+    if (seq === 0) throw new RuntimeError("inputIds: expected at least one token");
+    const vocab = Number(this.manifest.config["vocab_size"] ?? Number.POSITIVE_INFINITY);
+    const maxPos = Number(this.manifest.config["n_positions"] ?? this.manifest.config["max_position_embeddings"] ?? Number.POSITIVE_INFINITY);
+    if (seq > maxPos) throw new RuntimeError(`inputIds: ${seq} tokens exceed the model's ${maxPos} positions`);
+    const ids = new BigInt64Array(rows.length * seq);
+    const mask = new BigInt64Array(rows.length * seq);
+    for (const [b, row] of rows.entries()) {
+      const m = maskRows[b];
+      if (row.length !== seq || !m || m.length !== seq) throw new RuntimeError(`inputIds/attentionMask: every row must have ${seq} entries (row ${b})`);
+      for (const [t, id] of row.entries()) {
+        if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new RuntimeError(`inputIds[${b}][${t}] = ${id}: expected an integer in [0, ${vocab})`);
+        ids[b * seq + t] = BigInt(id);
+        mask[b * seq + t] = BigInt(m[t]!);
+      }
+    }
+    return { ids, mask, dims: [rows.length, seq] };
+  }
+
+  /** Stop the worker and release the session. */
+  async close(): Promise<void> {
+    if (this.#state.closed) return;
+    try {
+      await this.#request({ id: 0, op: "close" });
+    } catch {
+      // The worker is going away either way.
+    }
+    this.#state.closed = true;
+    await this.#worker.terminate();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function toRows(x: readonly number[] | readonly (readonly number[])[], field: string): (readonly number[])[] {
+  if (!Array.isArray(x) || x.length === 0) throw new RuntimeError(`${field}: expected a non-empty array of token ids`);
+  return typeof x[0] === "number" ? [x as readonly number[]] : [...(x as readonly (readonly number[])[])];
+}
+
+/**
+ * The worker runs from dist (`.js`) normally. From source (vitest, tsx) the worker file is `.ts`: Node 20 does not
+ * pass `--import tsx` hooks on to worker threads, so a tiny bootstrap registers tsx inside the worker first.
+ */
+function startWorker(): Worker {
+  if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./session-worker.js", import.meta.url));
+  // The package's ESM entry of tsx/esm/api (its CJS entry cannot be imported from an ESM worker).
+  const tsxRoot = dirname(createRequire(import.meta.url).resolve("tsx/package.json"));
+  const tsxApi = pathToFileURL(join(tsxRoot, "dist/esm/api/index.mjs")).href;
+  const entry = new URL("./session-worker.ts", import.meta.url).href;
+  const boot = `const { register } = await import(${JSON.stringify(tsxApi)}); register(); await import(${JSON.stringify(entry)});`;
+  return new Worker(boot, { eval: true });
+}
+
+/** Logits of the last position of batch row `row` (causal LM), or that row's class logits (classification). */
+export function lastLogits(result: RunResult, row = 0): Float32Array {
+  const { shape, data } = result.logits;
+  const d = data as Float32Array;
+  if (shape.length === 2) return d.slice(row * shape[1]!, (row + 1) * shape[1]!);
+  const [, seq, vocab] = shape as [number, number, number];
+  const start = (row * seq + seq - 1) * vocab;
+  return d.slice(start, start + vocab);
+}

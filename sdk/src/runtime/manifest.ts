@@ -1,0 +1,92 @@
+/**
+ * The manifest beside an exported model (`loraport-onnx.json`, schema `schemas/onnx-manifest.schema.json`),
+ * written by the sidecar's exporter. Read and checked here so a wrong folder fails on load, naming the field.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { FileMissingError, FormatError } from "../errors.js";
+
+export const MANIFEST_NAME = "loraport-onnx.json";
+
+export type ExportMode = "adapter-inputs" | "merged";
+
+export interface ValueInfo {
+  readonly name: string;
+  readonly dtype: string;
+  /** Strings are symbolic (dynamic) dimensions. */
+  readonly shape: readonly (number | string)[];
+}
+
+/** One adapted module: which graph inputs carry its factors. */
+export interface LoraInputEntry {
+  /** Module path in the base model (no `base_model.model.` prefix), as `adapterFactors` keys it. */
+  readonly module: string;
+  readonly peft_module: string;
+  /** `[rank, in_features]`. */
+  readonly a_input: string;
+  /** `[out_features, rank]`, scaling folded in. */
+  readonly b_input: string;
+  readonly in_features: number;
+  readonly out_features: number;
+  readonly fan_in_fan_out: boolean;
+}
+
+export interface OnnxManifest {
+  readonly format: "loraport-onnx";
+  readonly version: 1;
+  readonly mode: ExportMode;
+  readonly model_file: string;
+  readonly external_data: readonly string[];
+  readonly opset: number;
+  readonly ir_version: number;
+  readonly task: "causal-lm" | "sequence-classification";
+  readonly model_type: string;
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly base: { readonly path: string; readonly checksum: string; readonly source_dtype: string };
+  readonly targets: readonly string[];
+  readonly inputs: readonly ValueInfo[];
+  readonly outputs: readonly ValueInfo[];
+  readonly lora: readonly LoraInputEntry[];
+  readonly adapter: { readonly path: string; readonly config: Readonly<Record<string, unknown>> } | null;
+}
+
+/** Read `<dir>/loraport-onnx.json` and check the fields the runtime relies on. */
+export function readManifest(dir: string): OnnxManifest {
+  const file = join(dir, MANIFEST_NAME);
+  if (!existsSync(file)) {
+    throw new FileMissingError(file, `${file}: no such file (expected a folder written by 'loraport export')`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new FormatError(file, `not valid JSON: ${(err as Error).message}`);
+  }
+  const m = raw as Partial<OnnxManifest>;
+  const need = (ok: boolean, field: string, expected: string): void => {
+    if (!ok) throw new FormatError(file, `field '${field}': expected ${expected}`);
+  };
+  need(typeof raw === "object" && raw !== null, "(root)", "an object");
+  need(m.format === "loraport-onnx", "format", "'loraport-onnx'");
+  need(m.version === 1, "version", "1 (this loraport reads manifest version 1)");
+  need(m.mode === "adapter-inputs" || m.mode === "merged", "mode", "'adapter-inputs' or 'merged'");
+  need(typeof m.model_file === "string", "model_file", "a file name");
+  need(Array.isArray(m.inputs) && Array.isArray(m.outputs), "inputs/outputs", "arrays of {name, dtype, shape}");
+  need(Array.isArray(m.lora), "lora", "an array");
+  need(m.task === "causal-lm" || m.task === "sequence-classification", "task", "'causal-lm' or 'sequence-classification'");
+  for (const [i, e] of (m.lora ?? []).entries()) {
+    need(
+      typeof e.module === "string" && typeof e.a_input === "string" && typeof e.b_input === "string" &&
+        Number.isInteger(e.in_features) && Number.isInteger(e.out_features),
+      `lora[${i}]`,
+      "{module, a_input, b_input, in_features, out_features}",
+    );
+  }
+  const model = join(dir, m.model_file!);
+  if (!existsSync(model)) throw new FileMissingError(model, `${model}: no such file (named by ${file})`);
+  for (const ext of m.external_data ?? []) {
+    const p = join(dir, ext);
+    if (!existsSync(p)) throw new FileMissingError(p, `${p}: external-data file named by ${file} is missing`);
+  }
+  return m as OnnxManifest;
+}

@@ -1,0 +1,21 @@
+/** Messages between LoraModel (main thread) and the session worker. Plain data; array buffers are transferred. */
+import type { ExecutionProvider } from "./providers.js";
+
+/** A tensor on the wire: ONNX Runtime type name, dims and the typed array. */
+export interface WireTensor {
+  readonly type: "float32" | "int64" | "float16";
+  readonly dims: readonly number[];
+  readonly data: Float32Array | BigInt64Array | Uint16Array;
+}
+
+export type WorkerRequest =
+  | { readonly id: number; readonly op: "init"; readonly modelPath: string; readonly providers: readonly ExecutionProvider[]; readonly intraOpNumThreads?: number; readonly interOpNumThreads?: number }
+  /** Build an adapter's feeds once in the worker; later runs pick them by name (the swap is a map lookup). */
+  | { readonly id: number; readonly op: "setAdapter"; readonly name: string; readonly feeds: Readonly<Record<string, WireTensor>> }
+  | { readonly id: number; readonly op: "dropAdapter"; readonly name: string }
+  | { readonly id: number; readonly op: "run"; readonly adapter: string | null; readonly inputs: Readonly<Record<string, WireTensor>>; readonly outputs: readonly string[] }
+  | { readonly id: number; readonly op: "close" };
+
+export type WorkerResponse =
+  | { readonly id: number; readonly ok: true; readonly inputNames?: readonly string[]; readonly outputNames?: readonly string[]; readonly provider?: ExecutionProvider; readonly outputs?: Readonly<Record<string, WireTensor>>; readonly ms?: number }
+  | { readonly id: number; readonly ok: false; readonly error: string };

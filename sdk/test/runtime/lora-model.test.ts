@@ -1,0 +1,148 @@
+/**
+ * LoraModel parity: ONNX Runtime (onnxruntime-node, in the worker thread) vs PyTorch + PEFT run in Python in the
+ * same test run. Adapters are read from PEFT folders by loraport's own reader; several ranks swap in one session;
+ * rank 0 equals the base; merged export; an F16 checkpoint; concurrency; base/adapter mismatch errors.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readPeftAdapter } from "../../src/adapter/peft-io.js";
+import { AdapterError, RuntimeError, ShapeMismatchError } from "../../src/errors.js";
+import { LoraModel } from "../../src/runtime/lora-model.js";
+import { cudaUnavailableReason } from "../../src/runtime/providers.js";
+import { runPython, tempDir } from "../helpers/python.js";
+
+const TOL = 1e-4;
+const IDS = [
+  [1, 5, 9, 17, 33, 2, 64, 100, 7, 3],
+  [12, 0, 99, 45, 8, 76, 31, 22, 5, 118],
+];
+
+interface Fixture {
+  base: string;
+  baseLogits: number[];
+  adapterInputs: string;
+  merged?: string;
+  adapters: Record<string, { dir: string; r: number; logits: number[] }>;
+}
+
+const SPEC = {
+  ids: IDS,
+  models: {
+    gpt2: { family: "gpt2", targets: ["c_attn", "c_proj"], adapters: [[4, 8, false], [8, 16, true], [2, 4, false]], merged: true },
+    llama: { family: "llama", targets: ["q_proj", "v_proj", "gate_proj"], adapters: [[4, 8, false], [6, 12, false]] },
+    roberta: { family: "roberta", targets: ["query", "value"], adapters: [[8, 16, false]] },
+    gpt2f16: { family: "gpt2", f16: true, targets: ["c_attn"], adapters: [[4, 8, false]] },
+  },
+};
+
+let tmp: ReturnType<typeof tempDir>;
+let fx: Record<string, Fixture>;
+
+function maxErr(got: Float32Array, want: readonly number[]): { abs: number; rel: number; at: number } {
+  expect(got.length).toBe(want.length);
+  let abs = 0, rel = 0, at = -1;
+  for (let i = 0; i < got.length; i++) {
+    const d = Math.abs(got[i]! - want[i]!);
+    if (d > abs) { abs = d; at = i; }
+    rel = Math.max(rel, d / Math.max(Math.abs(want[i]!), 1e-6));
+  }
+  return { abs, rel, at };
+}
+
+beforeAll(() => {
+  tmp = tempDir("loraport-runtime-");
+  const code = readFileSync(join(import.meta.dirname, "fixtures.py"), "utf8");
+  const out = runPython(code, [tmp.dir, JSON.stringify(SPEC)]).trim().split("\n");
+  fx = JSON.parse(out[out.length - 1]!) as Record<string, Fixture>;
+}, 300_000);
+
+afterAll(() => tmp?.cleanup());
+
+describe.each(["gpt2", "llama", "roberta", "gpt2f16"])("adapter-inputs parity: %s", (name) => {
+  it("matches PyTorch + PEFT for several adapters in one session, and rank 0 for the base", async () => {
+    const f = fx[name]!;
+    const model = await LoraModel.load(f.adapterInputs, { executionProviders: ["cpu"] });
+    try {
+      expect(model.provider).toBe("cpu");
+      for (const [key, a] of Object.entries(f.adapters)) await model.registerAdapter(key, (await readPeftAdapter(a.dir)).adapter);
+      const order = [...Object.keys(f.adapters), null, ...Object.keys(f.adapters).reverse()];
+      for (const key of order) {
+        const res = await model.run({ inputIds: IDS }, { adapter: key });
+        const want = key === null ? f.baseLogits : f.adapters[key]!.logits;
+        const e = maxErr(res.logits.data as Float32Array, want);
+        console.log(`${name} ${key === null ? "base (rank 0)" : `${key} r=${f.adapters[key]!.r}`}: max abs ${e.abs.toExponential(2)} rel ${e.rel.toExponential(2)} (at ${e.at})`);
+        expect(e.abs).toBeLessThanOrEqual(TOL);
+        expect(res.provider).toBe("cpu");
+      }
+      // The adapter really changes the output (far beyond the tolerance), so the check above can fail.
+      const first = Object.values(f.adapters)[0]!;
+      expect(maxErr(Float32Array.from(first.logits), f.baseLogits).abs).toBeGreaterThan(1e-4);
+    } finally {
+      await model.close();
+    }
+  });
+});
+
+describe("merged export", () => {
+  it("matches PyTorch + PEFT with the adapter merged, and refuses adapters", async () => {
+    const f = fx["gpt2"]!;
+    const model = await LoraModel.load(f.merged!, { executionProviders: ["cpu"] });
+    try {
+      const e = maxErr((await model.run({ inputIds: IDS })).logits.data as Float32Array, f.adapters["a0"]!.logits);
+      console.log(`gpt2 merged: max abs ${e.abs.toExponential(2)} rel ${e.rel.toExponential(2)}`);
+      expect(e.abs).toBeLessThanOrEqual(TOL);
+      await expect(model.registerAdapter("x", (await readPeftAdapter(f.adapters["a1"]!.dir)).adapter)).rejects.toThrow(AdapterError);
+    } finally {
+      await model.close();
+    }
+  });
+});
+
+describe("serving behaviour", () => {
+  it("keeps the event loop free and answers interleaved concurrent requests with the right adapter", async () => {
+    const f = fx["gpt2"]!;
+    const model = await LoraModel.load(f.adapterInputs, { executionProviders: ["cpu"] });
+    try {
+      for (const [key, a] of Object.entries(f.adapters)) await model.registerAdapter(key, (await readPeftAdapter(a.dir)).adapter);
+      const keys = [...Object.keys(f.adapters), null];
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 1);
+      const jobs = Array.from({ length: 60 }, (_, i) => keys[i % keys.length]!);
+      const results = await Promise.all(jobs.map((k) => model.run({ inputIds: IDS }, { adapter: k })));
+      clearInterval(timer);
+      for (const [i, res] of results.entries()) {
+        const k = jobs[i]!;
+        expect(res.adapter).toBe(k);
+        expect(maxErr(res.logits.data as Float32Array, k === null ? f.baseLogits : f.adapters[k]!.logits).abs).toBeLessThanOrEqual(TOL);
+      }
+      expect(ticks).toBeGreaterThan(0);
+    } finally {
+      await model.close();
+    }
+  });
+
+  it("refuses an adapter made for another base, naming the module", async () => {
+    const model = await LoraModel.load(fx["gpt2"]!.adapterInputs, { executionProviders: ["cpu"] });
+    try {
+      const llamaAdapter = (await readPeftAdapter(fx["llama"]!.adapters["a0"]!.dir)).adapter;
+      await expect(model.registerAdapter("wrong", llamaAdapter)).rejects.toThrow(ShapeMismatchError);
+      await expect(model.registerAdapter("wrong", llamaAdapter)).rejects.toThrow(/model\.layers\.0\./);
+      await expect(model.run({ inputIds: [1, 2] }, { adapter: "nope" })).rejects.toThrow(AdapterError);
+      await expect(model.run({ inputIds: [1, 100000] })).rejects.toThrow(/inputIds\[0\]\[1\]/);
+    } finally {
+      await model.close();
+    }
+  });
+
+  it("says why when CUDA is asked for but unavailable", async () => {
+    const why = cudaUnavailableReason();
+    if (why === undefined) return; // a GPU machine: scripts/gpu-check.sh covers the CUDA path
+    await expect(LoraModel.load(fx["gpt2"]!.adapterInputs, { executionProviders: ["cuda"] })).rejects.toThrow(RuntimeError);
+    await expect(LoraModel.load(fx["gpt2"]!.adapterInputs, { executionProviders: ["cuda"] })).rejects.toThrow(/cuda.*unavailable/);
+    const m = await LoraModel.load(fx["gpt2"]!.adapterInputs, { executionProviders: ["cuda", "cpu"] });
+    expect(m.provider).toBe("cpu");
+    expect(m.providerNote).toMatch(/CUDA was asked for but is unavailable/);
+    await m.close();
+  });
+});
