@@ -8,3 +8,4 @@ export { detectFormat, type WeightsFormat } from "./formats/detect.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./adapter/index.js";
 export * from "./runtime/index.js";
+export * from "./bridge/index.js";

@@ -1,0 +1,181 @@
+/**
+ * The sidecar process: spawned with execa, configured by one JSON line on stdin (keys never appear on the
+ * command line), READY line on stdout, stderr kept as a tail for error messages. stdin stays open as the
+ * lifeline: closing it asks the sidecar to exit; the sidecar also exits when this process dies.
+ */
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
+import { execa } from "execa";
+import { FileMissingError, SidecarExitedError } from "../../errors.js";
+
+const STDERR_TAIL_BYTES = 8192;
+
+/** The repository (or installed package) root: the folder holding `sidecar/loraport_sidecar`. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    if (existsSync(join(dir, "sidecar", "loraport_sidecar", "__main__.py"))) return dir;
+    dir = dirname(dir);
+  }
+  throw new FileMissingError("sidecar/loraport_sidecar", "sidecar/loraport_sidecar: the sidecar's Python package was not found above the SDK's install folder");
+}
+
+export function defaultPython(root: string): string {
+  const env = process.env["LORAPORT_PYTHON"];
+  if (env) return env;
+  const venv = process.platform === "win32" ? join(root, ".venv", "Scripts", "python.exe") : join(root, ".venv", "bin", "python");
+  if (!existsSync(venv)) {
+    throw new FileMissingError(venv, `${venv}: the sidecar's Python environment is missing; run \`npm run setup\`, or pass { python } / set LORAPORT_PYTHON`);
+  }
+  return venv;
+}
+
+export interface ExitInfo {
+  readonly exitCode: number | undefined;
+  readonly signal: string | undefined;
+  readonly stderrTail: string;
+}
+
+export interface ReadyLine {
+  readonly ready: true;
+  readonly pid: number;
+  readonly endpoints: { readonly control: string; readonly bulk?: string };
+}
+
+export interface SpawnOptions {
+  readonly python: string;
+  readonly root: string;
+  readonly config: Record<string, unknown>;
+  readonly env: Readonly<Record<string, string>>;
+  readonly startTimeoutMs: number;
+  readonly forceKillAfterMs: number;
+  readonly onStderr: ((text: string) => void) | undefined;
+}
+
+export class SidecarProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<ExitInfo>;
+  private stderrTail = "";
+  private exitInfo: ExitInfo | undefined;
+
+  private constructor(child: ChildProcess) {
+    this.child = child;
+    this.exited = new Promise((resolveExit) => {
+      // "exit" fires as soon as the process is gone; stderr may still be draining, so give it a moment.
+      child.once("exit", (code, signal) => {
+        const finish = () => {
+          this.exitInfo ??= { exitCode: code ?? undefined, signal: signal ?? undefined, stderrTail: this.stderrTail };
+          resolveExit(this.exitInfo);
+        };
+        const t = setTimeout(finish, 100);
+        child.once("close", () => {
+          clearTimeout(t);
+          finish();
+        });
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get exit(): ExitInfo | undefined {
+    return this.exitInfo;
+  }
+
+  get stderr(): string {
+    return this.stderrTail;
+  }
+
+  static async spawn(opts: SpawnOptions): Promise<{ proc: SidecarProcess; ready: ReadyLine }> {
+    const pythonPath = [join(opts.root, "sidecar"), process.env["PYTHONPATH"]].filter(Boolean).join(process.platform === "win32" ? ";" : ":");
+    const child = execa(opts.python, ["-m", "loraport_sidecar"], {
+      stdin: "pipe", stdout: "pipe", stderr: "pipe", buffer: false, reject: false,
+      cleanup: true, forceKillAfterDelay: opts.forceKillAfterMs, cwd: opts.root,
+      env: {
+        // Fresh receive buffers are page-fault bound; huge pages double large-tensor throughput (bridge notes §1.4).
+        GLIBC_TUNABLES: "glibc.malloc.hugetlb=1",
+        PYTHONUNBUFFERED: "1", PYTHONPATH: pythonPath, LORAPORT_SCHEMAS_DIR: join(opts.root, "schemas"),
+        TRANSFORMERS_VERBOSITY: "error", HF_HUB_OFFLINE: "1", ...opts.env,
+      },
+    });
+    child.catch(() => {}); // reject: false; this only silences a spawn failure, which readReady reports
+    const proc = new SidecarProcess(child);
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => {
+      proc.stderrTail = (proc.stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
+      opts.onStderr?.(chunk);
+    });
+    child.stdin?.on("error", () => {}); // EPIPE when the sidecar is already gone: its exit is reported instead
+    child.stdin?.write(`${JSON.stringify(opts.config)}\n`);
+    const ready = await proc.readReady(opts.startTimeoutMs, opts.python);
+    return { proc, ready };
+  }
+
+  private readReady(timeoutMs: number, python: string): Promise<ReadyLine> {
+    const out = this.child.stdout!;
+    out.setEncoding("utf8");
+    return new Promise<ReadyLine>((resolveReady, rejectReady) => {
+      let buf = "";
+      const fail = (why: string, info?: ExitInfo) => {
+        cleanup();
+        const i = info ?? { exitCode: undefined, signal: undefined, stderrTail: this.stderrTail };
+        rejectReady(new SidecarExitedError(`sidecar (${python}) ${why}${i.stderrTail ? `; stderr: ${i.stderrTail.trim().split("\n").slice(-5).join(" | ")}` : ""}`, i.exitCode, i.signal, i.stderrTail));
+      };
+      const onData = (chunk: string) => {
+        buf += chunk;
+        const nl = buf.indexOf("\n");
+        if (nl < 0) return;
+        const line = buf.slice(0, nl);
+        try {
+          const doc = JSON.parse(line) as ReadyLine;
+          if (doc.ready !== true) throw new Error("not a READY line");
+          cleanup();
+          out.resume(); // later stdout (prints from user code) is drained and dropped
+          resolveReady(doc);
+        } catch {
+          fail(`printed ${JSON.stringify(line.slice(0, 200))} instead of its READY line`);
+          this.kill();
+        }
+      };
+      const timer = setTimeout(() => {
+        fail(`did not report READY within ${timeoutMs} ms`);
+        this.kill();
+      }, timeoutMs);
+      const onExit = (info: ExitInfo) => fail(`exited before READY (code ${info.exitCode ?? "none"}, signal ${info.signal ?? "none"})`, info);
+      const cleanup = () => {
+        clearTimeout(timer);
+        out.off("data", onData);
+      };
+      out.on("data", onData);
+      this.exited.then(onExit, () => {});
+      this.child.once("error", (e) => fail(`could not start: ${e.message}`));
+    });
+  }
+
+  /** Close the lifeline: the sidecar shuts down on stdin EOF. */
+  endStdin(): void {
+    this.child.stdin?.end();
+  }
+
+  /** SIGTERM now, SIGKILL after forceKillAfterDelay (execa). */
+  kill(signal: NodeJS.Signals = "SIGTERM"): void {
+    if (this.exitInfo === undefined) this.child.kill(signal);
+  }
+
+  /** Ask nicely (stdin EOF), then SIGTERM after `graceMs`, then SIGKILL (execa's forceKillAfterDelay). */
+  async stop(graceMs: number): Promise<ExitInfo> {
+    this.endStdin();
+    const t = setTimeout(() => this.kill("SIGTERM"), graceMs);
+    const info = await this.exited;
+    clearTimeout(t);
+    return info;
+  }
+}
+
+export function resolveRoot(explicit: string | undefined): string {
+  return explicit ? resolve(explicit) : packageRoot();
+}

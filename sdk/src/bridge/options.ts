@@ -1,0 +1,65 @@
+import type { ProgressCallback } from "../progress.js";
+import type { Tensor } from "../tensor/tensor.js";
+
+/** Options of `Sidecar.start`. Every one has a default; `{}` starts the project's own Python environment. */
+export interface SidecarOptions {
+  /** Python interpreter; default `$LORAPORT_PYTHON`, else `<package root>/.venv/bin/python`. */
+  readonly python?: string;
+  /** The folder holding `sidecar/` and `schemas/`; default: found above the SDK's own files. */
+  readonly root?: string;
+  /** `ipc` (default): Unix sockets in a private 0700 folder. `tcp`: 127.0.0.1 with CURVE keys. */
+  readonly transport?: "ipc" | "tcp";
+  /** Extra environment for the sidecar. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` is set unless overridden here. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Spawn → handshake answered (torch imported), default 120 000 ms. */
+  readonly startTimeoutMs?: number;
+  /** Default per-call timeout in ms (none when absent); each call can override it. */
+  readonly timeoutMs?: number;
+  /** After a cancel or timeout, how long the sidecar has to stop the call before it is killed; default 5 000 ms. */
+  readonly cancelGraceMs?: number;
+  /** On close: wait this long after closing stdin before SIGTERM; default 3 000 ms. */
+  readonly closeGraceMs?: number;
+  /** SIGTERM → SIGKILL delay, default 2 000 ms. */
+  readonly forceKillAfterMs?: number;
+  /** When the sidecar has died, start a new one on the next call instead of failing; default false. */
+  readonly restartOnExit?: boolean;
+  /** Cap on tensor bytes per message (both sides enforce it), default 8 GiB. */
+  readonly maxMessageBytes?: number;
+  /** Messages with at least this many tensor bytes go over the bulk socket; default 1 MiB. */
+  readonly bulkThreshold?: number;
+  /** Check every result against its schema in the sidecar (slower; for tests); default false. */
+  readonly validateResults?: boolean;
+  /** Receives the sidecar's stderr as it arrives (it is also kept as a tail for SidecarExitedError). */
+  readonly onStderr?: (text: string) => void;
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Reject with TimeoutError after this many ms (and tell the sidecar to stop). Overrides the sidecar default. */
+  readonly timeoutMs?: number;
+  /** Abort → CancelledError now, a cancel message to the sidecar, and a kill if it does not stop in time. */
+  readonly signal?: AbortSignal;
+  /** Progress events of long operations. */
+  readonly onProgress?: ProgressCallback;
+}
+
+/** What a call returns: the result document and the tensors, in order and by name. */
+export interface CallResult<R> {
+  readonly result: R;
+  readonly tensors: readonly Tensor[];
+  readonly named: Readonly<Record<string, Tensor>>;
+}
+
+/** The handshake's answer. */
+export interface SidecarCapabilities {
+  readonly protocol: number;
+  readonly pid: number;
+  readonly python: string;
+  readonly torch: string;
+  readonly transformers?: string | null;
+  readonly peft?: string | null;
+  readonly loralib?: string | null;
+  readonly devices: readonly string[];
+  readonly ops: readonly string[];
+  readonly limits: { readonly maxMessageBytes: number; readonly maxHeaderBytes: number };
+}

@@ -1,0 +1,199 @@
+/**
+ * `Sidecar`: a Python process running PyTorch, PEFT and loralib for this Node process, called over ZeroMQ.
+ *
+ *   await using sc = await Sidecar.start();
+ *   const model = await sc.loadModel({ source: { kind: "builtin", family: "gpt2" } });
+ *   const { named } = await model.forward({ input_ids: ids });
+ */
+import { endianness } from "node:os";
+import { ProtocolError, SidecarError, SidecarExitedError } from "../errors.js";
+import type { MethodMap, MethodName } from "./generated/methods.js";
+import type { HelloResult, LoadModelParams } from "./generated/methods.js";
+import { PROTOCOL_VERSION, encodeHeader, type TensorsIn } from "./internal/codec.js";
+import { planEndpoints, type EndpointPlan } from "./internal/endpoint.js";
+import { SidecarProcess, defaultPython, resolveRoot, type ExitInfo } from "./internal/process.js";
+import { Rpc } from "./internal/rpc.js";
+import { Transport } from "./internal/transport.js";
+import { ModelHandle } from "./model-handle.js";
+import type { CallOptions, CallResult, SidecarCapabilities, SidecarOptions } from "./options.js";
+
+const DEFAULT_MAX_MESSAGE_BYTES = 8 * 2 ** 30;
+
+/** One running sidecar process and its connection (replaced when `restartOnExit` restarts it). */
+interface Session {
+  readonly proc: SidecarProcess;
+  readonly transport: Transport;
+  readonly rpc: Rpc;
+  readonly endpoints: EndpointPlan;
+  readonly controlEndpoint: string;
+  readonly generation: number;
+  capabilities: SidecarCapabilities | undefined;
+  exitError: SidecarExitedError | undefined;
+}
+
+export class Sidecar implements AsyncDisposable {
+  private session: Session | undefined;
+  private starting: Promise<Session> | undefined;
+  private closed = false;
+  private generation = 0;
+  private readonly opts: SidecarOptions;
+
+  private constructor(opts: SidecarOptions) {
+    this.opts = opts;
+  }
+
+  /** Spawn the sidecar and handshake (protocol version, torch version, devices). */
+  static async start(opts: SidecarOptions = {}): Promise<Sidecar> {
+    const sc = new Sidecar(opts);
+    await sc.ensureSession();
+    return sc;
+  }
+
+  /** The handshake's answer: protocol, pid, torch/transformers/peft/loralib versions, devices, ops, limits. */
+  get capabilities(): SidecarCapabilities {
+    const c = this.session?.capabilities;
+    if (!c) throw new SidecarError("E_SIDECAR_CLOSED", "sidecar not running");
+    return c;
+  }
+
+  /** The sidecar's process id (undefined once it is gone). */
+  get pid(): number | undefined {
+    return this.session?.exitError ? undefined : this.session?.proc.pid;
+  }
+
+  /** The control endpoint (`ipc://…` or `tcp://127.0.0.1:…`). */
+  get endpoint(): string | undefined {
+    return this.session?.controlEndpoint;
+  }
+
+  /** Private folder of the ipc sockets (removed on close). */
+  get socketDir(): string | undefined {
+    return this.session?.endpoints.dir;
+  }
+
+  /** Incremented each time a new sidecar process is started (restartOnExit). Model handles belong to one. */
+  get sessionGeneration(): number {
+    return this.session?.generation ?? 0;
+  }
+
+  get running(): boolean {
+    return this.session !== undefined && this.session.exitError === undefined && !this.closed;
+  }
+
+  // ---- calls ---------------------------------------------------------------------------------------
+
+  /** Call any sidecar op: typed for the methods in `schemas/methods/`, untyped for others. */
+  call<M extends MethodName>(method: M, params: MethodMap[M]["params"], tensors?: TensorsIn, opts?: CallOptions): Promise<CallResult<MethodMap[M]["result"]>>;
+  call(method: string, params: object, tensors?: TensorsIn, opts?: CallOptions): Promise<CallResult<Record<string, unknown>>>;
+  async call(method: string, params: object, tensors?: TensorsIn, opts: CallOptions = {}): Promise<CallResult<unknown>> {
+    const s = await this.ensureSession();
+    return s.rpc.call(method, params, tensors, opts, this.opts.timeoutMs);
+  }
+
+  /** Round trip through the sidecar's IO thread (answered even while a long op computes). */
+  async ping(opts?: CallOptions): Promise<number> {
+    const t0 = performance.now();
+    await this.call("ping", {}, undefined, opts);
+    return performance.now() - t0;
+  }
+
+  /** Load a transformers model (a builtin tiny one, a local folder, or config + safetensors). */
+  async loadModel(params: LoadModelParams, opts?: CallOptions): Promise<ModelHandle> {
+    const { result } = await this.call("loadModel", params, undefined, opts);
+    return new ModelHandle(this, result, this.sessionGeneration);
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------------------------
+
+  private async ensureSession(): Promise<Session> {
+    if (this.closed) throw new SidecarError("E_SIDECAR_CLOSED", "sidecar closed");
+    const s = this.session;
+    if (s && !s.exitError) return s;
+    if (s?.exitError && !this.opts.restartOnExit && this.generation > 0) throw s.exitError;
+    this.starting ??= this.spawn().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async spawn(): Promise<Session> {
+    if (endianness() !== "LE") throw new ProtocolError("the wire format is little-endian; this host is big-endian");
+    const root = resolveRoot(this.opts.root);
+    const python = this.opts.python ?? defaultPython(root);
+    const endpoints = planEndpoints(this.opts.transport ?? "ipc");
+    const maxMessageBytes = this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const bulkThreshold = this.opts.bulkThreshold ?? 2 ** 20;
+    const config: Record<string, unknown> = {
+      control: endpoints.control, bulk: endpoints.bulk, maxMessageBytes, bulkThreshold,
+      validateResults: this.opts.validateResults ?? false,
+    };
+    if (endpoints.curve) {
+      config["curve"] = { serverSecret: endpoints.curve.serverSecret, serverPublic: endpoints.curve.serverPublic, clientPublic: endpoints.curve.clientPublic };
+    }
+    const startTimeoutMs = this.opts.startTimeoutMs ?? 120_000;
+    let spawned;
+    try {
+      spawned = await SidecarProcess.spawn({
+        python, root, config, env: this.opts.env ?? {}, startTimeoutMs,
+        forceKillAfterMs: this.opts.forceKillAfterMs ?? 2000, onStderr: this.opts.onStderr,
+      });
+    } catch (e) {
+      endpoints.dispose();
+      throw e;
+    }
+    const { proc, ready } = spawned;
+    let session!: Session;
+    const rpc = new Rpc({
+      sendControl: (f) => session.transport.sendControl(f),
+      sendBulk: (f) => session.transport.sendBulk(f),
+      onStuck: () => proc.kill("SIGTERM"), // a call that ignores cancel: the process goes, pending calls reject
+      bulkThreshold,
+      maxMessageBytes: () => Math.min(maxMessageBytes, session.capabilities?.limits.maxMessageBytes ?? maxMessageBytes),
+      cancelGraceMs: this.opts.cancelGraceMs ?? 5000,
+    });
+    const transport = new Transport(ready.endpoints, endpoints.curve, (frames) => rpc.onMessage(frames));
+    session = { proc, transport, rpc, endpoints, controlEndpoint: ready.endpoints.control, generation: ++this.generation, capabilities: undefined, exitError: undefined };
+    this.session = session;
+    void proc.exited.then((info) => this.onExit(session, info));
+    // Tell the sidecar which bulk socket is ours (it replies with large tensors there).
+    if (transport.hasBulk) void transport.sendBulk([encodeHeader({ v: PROTOCOL_VERSION, kind: "event", event: "hello" })]).catch(() => {});
+    try {
+      const { result } = (await rpc.call("hello", { client: "loraport-ts" }, undefined, { timeoutMs: startTimeoutMs }, undefined)) as CallResult<HelloResult>;
+      if (result.protocol !== PROTOCOL_VERSION) throw new ProtocolError(`sidecar speaks protocol ${result.protocol}, this SDK ${PROTOCOL_VERSION}`);
+      session.capabilities = result;
+    } catch (e) {
+      await this.teardown(session, 0);
+      throw e;
+    }
+    return session;
+  }
+
+  private onExit(s: Session, info: ExitInfo): void {
+    const tail = info.stderrTail.trim().split("\n").slice(-5).join(" | ");
+    s.exitError = new SidecarExitedError(
+      `sidecar (pid ${s.proc.pid}) exited with ${info.signal ? `signal ${info.signal}` : `code ${info.exitCode}`}${tail ? `; stderr: ${tail}` : ""}`,
+      info.exitCode, info.signal, info.stderrTail);
+    s.rpc.failAll(s.exitError, true);
+    s.transport.close();
+    s.endpoints.dispose();
+  }
+
+  private async teardown(s: Session, graceMs: number): Promise<void> {
+    s.rpc.failAll(new SidecarError("E_SIDECAR_CLOSED", "sidecar closed while the call was pending"), true);
+    s.transport.close();
+    await s.proc.stop(graceMs);
+    s.endpoints.dispose();
+  }
+
+  /** Stop the sidecar: pending calls reject, stdin closes (the sidecar exits), SIGTERM then SIGKILL if it lingers. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const s = this.starting ? await this.starting.catch(() => undefined) : this.session;
+    if (s) await this.teardown(s, this.opts.closeGraceMs ?? 3000);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
