@@ -6,3 +6,6 @@ export * from "./factors.js";
 export * from "./combine.js";
 export { parsePyJson, dumpsPy, pyFloatRepr, type JsonValue, type JsonPath, type PyJsonDocument } from "./pyjson.js";
 export * from "./peft-io.js";
+export * from "./presets.js";
+export * from "./loralib.js";
+export * from "./convert.js";

@@ -1,0 +1,84 @@
+/**
+ * Exact loralib → PEFT conversion.
+ * - `lora.Linear`: the same A and B (PEFT names them `lora_A.weight`, `lora_B.weight`).
+ * - `MergedLinear` with k enabled blocks of rank r: one PEFT LoRA of rank k·r on the fused module, A' = A,
+ *   B' block-structured (block g's rows hold B_g in columns [g·r, (g+1)·r), disabled blocks zero), and
+ *   lora_alpha' = k·alpha so that alpha'/r' = alpha/r: B'·A' equals loralib's ΔW term by term.
+ * - Saved-whole tensors (classification heads) → `modules_to_save`, with `task_type: SEQ_CLS`.
+ */
+import { AdapterError } from "../errors.js";
+import { toFloat32, type Tensor } from "../tensor/index.js";
+import type { LoraAdapter, LoraModule } from "./adapter.js";
+import { loraConfig } from "./config.js";
+import { resolveLoralibOptions, type LoralibCheckpoint, type LoralibOptions, type ResolvedLoralib } from "./loralib.js";
+import { expandMergedLinearB } from "./math.js";
+
+export interface ConversionReport {
+  readonly resolved: ResolvedLoralib;
+  /** PEFT rank and alpha written (k·r and k·alpha for MergedLinear). */
+  readonly peftR: number;
+  readonly peftAlpha: number;
+  readonly scaling: number;
+  readonly modules: number;
+  readonly headTensors: readonly string[];
+  /** Lines to print: what was assumed and why. */
+  readonly lines: readonly string[];
+}
+
+export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOptions = {}): { adapter: LoraAdapter; report: ConversionReport } {
+  const res = resolveLoralibOptions(ckpt, options);
+  const { r, alpha, enableLora } = res;
+  const k = enableLora ? enableLora.filter(Boolean).length : 1;
+  if (enableLora && k === 0) throw new AdapterError(`enable_lora [${enableLora.join(",")}] enables no block`);
+  const modules = new Map<string, LoraModule>();
+  for (const [name, { A, B }] of ckpt.modules) {
+    const aRows = A.shape[0]!;
+    const [bRows, bR] = B.shape as [number, number];
+    if (aRows !== k * r) {
+      throw new AdapterError(`${ckpt.file}: ${name}.lora_A has ${aRows} rows but r=${r} with ${k} enabled block(s) needs ${k * r}; check --r / --enable-lora`, { code: "E_RANK" });
+    }
+    if (bR !== r) throw new AdapterError(`${ckpt.file}: ${name}.lora_B has shape [${B.shape.join(", ")}]; r=${r} needs ${r} columns`, { code: "E_RANK" });
+    const kind = res.fanInFanOut ? "conv1d" : "linear";
+    if (!enableLora) {
+      modules.set(name, { kind, A, B });
+      continue;
+    }
+    if (bRows % k !== 0) throw new AdapterError(`${ckpt.file}: ${name}.lora_B rows ${bRows} are not divisible by ${k} enabled blocks`);
+    const out = (bRows / k) * enableLora.length;
+    const Bx = expandMergedLinearB(toFloat32(B), enableLora, out, r, name);
+    const f32A: Tensor = A.dtype === "F32" ? A : { dtype: "F32", shape: A.shape, data: toFloat32(A) };
+    modules.set(name, { kind, A: f32A, B: { dtype: "F32", shape: [out, k * r], data: Bx } });
+  }
+  const extraTensors = new Map<string, Tensor>();
+  const headTensors: string[] = [];
+  for (const [key, t] of ckpt.other) {
+    if (res.headModules.some((h) => key.startsWith(`${h}.`))) {
+      extraTensors.set(key, t);
+      headTensors.push(key);
+    } else {
+      throw new AdapterError(`${ckpt.file}: tensor '${key}' is neither a LoRA factor nor part of a head module (${res.headModules.join(", ") || "none"}); pass a preset that saves it`);
+    }
+  }
+  const peftR = k * r;
+  const peftAlpha = k * alpha;
+  const config = loraConfig({
+    task_type: res.taskType,
+    base_model_name_or_path: res.baseModel,
+    r: peftR,
+    lora_alpha: peftAlpha,
+    target_modules: res.targets,
+    fan_in_fan_out: res.fanInFanOut,
+    modules_to_save: res.headModules.length ? res.headModules : null,
+    init_lora_weights: true,
+    floatPaths: Number.isInteger(peftAlpha) ? [] : ["lora_alpha"],
+  });
+  const scaling = peftAlpha / peftR;
+  const lines = [
+    `preset: ${res.preset?.name ?? "(none)"} (${res.presetSource})${res.preset ? ` — ${res.preset.description}` : ""}`,
+    `loralib: r=${r}, lora_alpha=${alpha}, scaling=${alpha / r}${enableLora ? `, enable_lora=[${enableLora.join(", ")}]` : ""}, fan_in_fan_out=${res.fanInFanOut}`,
+    `PEFT: r=${peftR}, lora_alpha=${peftAlpha} (scaling ${scaling}), target_modules=[${res.targets.join(", ")}], ${modules.size} modules${enableLora ? " (fused MergedLinear blocks as one block-structured LoRA)" : ""}`,
+    ...(headTensors.length ? [`modules_to_save: [${res.headModules.join(", ")}] (${headTensors.length} tensors), task_type ${res.taskType}`] : []),
+    ...res.notes.map((n) => `note: ${n}`),
+  ];
+  return { adapter: { config, modules, extraTensors }, report: { resolved: res, peftR, peftAlpha, scaling, modules: modules.size, headTensors, lines } };
+}
