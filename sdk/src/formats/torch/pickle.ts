@@ -59,8 +59,9 @@ export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, li
   };
   const take = (n: number) => bytes.subarray(need(n), pos);
   const str = (n: number): string => {
+    const raw = take(n);
     try {
-      return utf8.decode(take(n));
+      return utf8.decode(raw);
     } catch {
       return fail("string is not valid UTF-8");
     }
