@@ -191,3 +191,36 @@ def _validate(manifest: dict) -> None:
     import jsonschema
 
     jsonschema.validate(manifest, json.loads(SCHEMA.read_text()))
+
+
+def test_export_op_through_the_sidecar(work, tmp_path):
+    """exportOnnx over the real sidecar process: a folder base, and a handle with a PEFT adapter attached (merged)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sidecar_client import SidecarProcess
+
+    root, bases = work
+    sc = SidecarProcess()
+    try:
+        h, _ = sc.call("exportOnnx", {"base": str(bases["gpt2"]), "out": str(tmp_path / "ai")})
+        assert h["kind"] == "result", h
+        assert h["result"]["mode"] == "adapter-inputs" and h["result"]["loraModules"] == 2
+        _validate(json.loads((tmp_path / "ai" / MANIFEST_NAME).read_text()))
+        h, _ = sc.call("exportOnnx", {"base": str(bases["gpt2"]), "out": str(tmp_path / "m"), "mode": "merged"})
+        assert h["kind"] == "error" and "needs --adapter" in json.dumps(h["error"]), h
+        # A handle with a PEFT adapter attached, exported merged: equals PEFT's own output.
+        pm = _peft(bases["gpt2"], ["c_attn"], 4, 8, False, seed=3)
+        pm.save_pretrained(str(tmp_path / "ad"))
+        h, _ = sc.call("loadModel", {"source": {"kind": "folder", "path": str(bases["gpt2"])}})
+        handle = h["result"]["handle"]
+        h, _ = sc.call("attachAdapter", {"handle": handle, "source": {"kind": "peft", "path": str(tmp_path / "ad")}})
+        assert h["kind"] == "result", h
+        h, _ = sc.call("exportOnnx", {"handle": handle, "out": str(tmp_path / "hm"), "mode": "merged"})
+        assert h["kind"] == "result", h
+        ids, mask = _ids()
+        sess = ort.InferenceSession(str(tmp_path / "hm" / MODEL_NAME), providers=["CPUExecutionProvider"])
+        got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        assert _err(got, _torch_logits(pm, ids, mask))[0] <= TOL
+    finally:
+        sc.close()

@@ -38,7 +38,7 @@ def _value_info(v: Any) -> dict[str, Any]:
 
 
 def build_manifest(*, model_path: Path, mode: str, config: Any, opset: int, checksum: str, source_dtype: str,
-                   lora: list[dict[str, Any]], adapter: dict[str, Any] | None, targets: list[str], base_dir: str) -> dict[str, Any]:
+                   lora: list[dict[str, Any]], adapter: dict[str, Any] | None, targets: list[str], base_path: str) -> dict[str, Any]:
     import onnx
 
     m = onnx.load(str(model_path), load_external_data=False)
@@ -56,7 +56,7 @@ def build_manifest(*, model_path: Path, mode: str, config: Any, opset: int, chec
         "task": task,
         "model_type": cfg.get("model_type", ""),
         "config": cfg,
-        "base": {"path": str(Path(base_dir).resolve()), "checksum": checksum, "source_dtype": source_dtype},
+        "base": {"path": base_path, "checksum": checksum, "source_dtype": source_dtype},
         "targets": list(targets),
         "inputs": [_value_info(v) for v in m.graph.input],
         "outputs": [_value_info(v) for v in m.graph.output],

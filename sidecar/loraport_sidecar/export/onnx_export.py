@@ -186,6 +186,31 @@ def export_onnx(
         raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
     progress("export", 0, 4, "loading base model")
     model, config, source_dtype = load_base(base_dir)
+    return export_model(model, out_dir, mode=mode, targets=targets, adapter_dir=adapter_dir, external_data=external_data,
+                        progress=progress, source_dtype=source_dtype, base_path=str(Path(base_dir).resolve()), t0=t0)
+
+
+def export_model(
+    model: nn.Module,
+    out_dir: str | os.PathLike,
+    mode: str = "adapter-inputs",
+    targets: list[str] | None = None,
+    adapter_dir: str | os.PathLike | None = None,
+    external_data: bool | None = None,
+    progress: Progress = _no_progress,
+    source_dtype: str = "float32",
+    base_path: str = "",
+    t0: float | None = None,
+    premerged: bool = False,
+) -> ExportResult:
+    """Export an in-memory transformers model (float32, plain: no LoRA layers in it). It is modified (LoRA slots
+    are put in place), so pass a copy if it is still needed. `premerged`: merged mode with the adapter already merged
+    into `model` (the sidecar's handles)."""
+    t0 = time.perf_counter() if t0 is None else t0
+    if mode not in ("adapter-inputs", "merged"):
+        raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
+    config = model.config
+    model.eval()
     checksum = base_checksum(model)
     model_type = getattr(config, "model_type", "")
 
@@ -205,9 +230,12 @@ def export_onnx(
                                  "in_features": fin, "out_features": fout, "fan_in_fan_out": fifo})
         wrapped: nn.Module = AdapterInputsModel(model, keys)
     else:
-        if adapter_dir is None:
+        if premerged:
+            adapter_info = {"path": "", "config": {}}
+        elif adapter_dir is None:
             raise ExportError("--mode merged needs --adapter <PEFT adapter folder>")
-        model, adapter_info = _merge_peft(model, adapter_dir)
+        else:
+            model, adapter_info = _merge_peft(model, adapter_dir)
         wrapped = PlainModel(model)
     wrapped.eval()
 
@@ -246,7 +274,7 @@ def export_onnx(
         progress("export", 3, 4, "writing manifest")
         manifest = build_manifest(model_path=model_path, mode=mode, config=config, opset=OPSET, checksum=checksum,
                                   source_dtype=source_dtype, lora=lora_entries, adapter=adapter_info,
-                                  targets=targets or DEFAULT_TARGETS.get(model_type) or [], base_dir=str(base_dir))
+                                  targets=targets or DEFAULT_TARGETS.get(model_type) or [], base_path=base_path)
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             # Replace an earlier export as a whole; never merge files of two exports.

@@ -10,7 +10,7 @@ Writes into DIR (atomically: a sibling temp folder renamed at the end):
   eval.onnx        (p…, batch) → (loss)
   forward.onnx     (p…, input_ids, attention_mask) → (logits)
   initial_adapter/ the starting LoRA weights as a PEFT folder (PEFT's default init, or --adapter)
-  manifest.json    names, shapes, optimizer constants, the export checks' measured figures (schema:
+  loraport-train.json names, shapes, optimizer constants, the export checks' measured figures (schema:
                    schemas/train-manifest.schema.json)
 
 Recipe (../shared/notes/onnxruntime-notes.md §2): make_fx over torch.func.grad_and_value of functional_call, with
@@ -333,7 +333,7 @@ def export_train_step(out: str, *, base: str | None = None, builtin: str | None 
             peft_config = json.load(f)
         manifest = build_manifest(art, values, source, config, task, peft_config, adamw, graphs_out, checks, tokenizer,
                                   time.perf_counter() - t_start)
-        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+        with open(os.path.join(tmp, "loraport-train.json"), "w") as f:
             json.dump(manifest, f, indent=2)
         replace_folder(tmp, out)
         return manifest
@@ -355,7 +355,7 @@ def copy_tokenizer(base: str, folder: str) -> bool:
 def replace_folder(tmp: str, out: str) -> None:
     """Move the finished temp folder to `out`; an existing artifact there is replaced only after success."""
     if os.path.exists(out):
-        if os.listdir(out) and not os.path.isfile(os.path.join(out, "manifest.json")):
+        if os.listdir(out) and not os.path.isfile(os.path.join(out, "loraport-train.json")):
             raise FileExistsError(f"{out}: exists, is not empty and is not a train-step artifact; refusing to overwrite")
         old = tmp + ".old"
         os.rename(out, old)
