@@ -9,3 +9,5 @@ export * from "./peft-io.js";
 export * from "./presets.js";
 export * from "./loralib.js";
 export * from "./convert.js";
+export * from "./merge-model.js";
+export { writeSafetensorsStreaming, type PlannedTensor } from "./stream-writer.js";

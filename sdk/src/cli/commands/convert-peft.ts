@@ -1,0 +1,63 @@
+/**
+ * The `--to peft` branch of `loraport convert`: a loralib checkpoint → a PEFT adapter folder.
+ * `convert.ts` adds `withPeftOptions` to its command and `peft: toPeft` to its targets.
+ */
+import { Option, type Command } from "commander";
+import { AdapterError } from "../../errors.js";
+import { convertLoralibToPeft } from "../../adapter/convert.js";
+import { parseEnableLora, readLoralibCheckpoint } from "../../adapter/loralib.js";
+import { describeAdapter } from "../../adapter/adapter.js";
+import { writePeftAdapter } from "../../adapter/peft-io.js";
+
+export interface ConvertPeftOptions {
+  readonly out?: string;
+  readonly preset?: string;
+  readonly r?: string;
+  readonly alpha?: string;
+  readonly enableLora?: string;
+  readonly baseModel?: string;
+  readonly fanInFanOut?: boolean;
+}
+
+function num(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === "" || !Number.isFinite(x)) throw new AdapterError(`${flag}: expected a number, got '${v}'`);
+  return x;
+}
+
+/** The flags of the peft branch, added to the `convert` command. */
+export function withPeftOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option("--preset <name>", "loralib preset (gpt2-medium-nlg, gpt2-large-nlg, roberta-base-glue, roberta-large-glue, deberta-v2-xxlarge-glue); detected from keys when unambiguous"))
+    .addOption(new Option("--r <n>", "loralib rank per block (overrides the preset)"))
+    .addOption(new Option("--alpha <a>", "loralib lora_alpha (overrides the preset)"))
+    .addOption(new Option("--enable-lora <blocks>", "MergedLinear blocks of a fused projection: q,v or 1,0,1"))
+    .addOption(new Option("--fan-in-fan-out", "base weights stored [in, out] (transformers Conv1D)"))
+    .addOption(new Option("--base-model <id>", "base_model_name_or_path recorded in adapter_config.json"));
+}
+
+/** `convert --to peft`: the target function `convert.ts` dispatches to. */
+export async function toPeft(input: string, opts: ConvertPeftOptions): Promise<void> {
+  await convertToPeft(input, opts);
+}
+
+export async function convertToPeft(input: string, opts: ConvertPeftOptions, log: (line: string) => void = (l) => console.log(l)): Promise<void> {
+  if (!opts.out) throw new AdapterError("convert --to peft needs --out <dir>");
+  const ckpt = await readLoralibCheckpoint(input);
+  const r = num("--r", opts.r);
+  const alpha = num("--alpha", opts.alpha);
+  const { adapter, report } = convertLoralibToPeft(ckpt, {
+    ...(opts.preset !== undefined ? { preset: opts.preset } : {}),
+    ...(r !== undefined ? { r } : {}),
+    ...(alpha !== undefined ? { alpha } : {}),
+    ...(opts.enableLora !== undefined ? { enableLora: parseEnableLora(opts.enableLora) } : {}),
+    ...(opts.baseModel !== undefined ? { baseModel: opts.baseModel } : {}),
+    ...(opts.fanInFanOut !== undefined ? { fanInFanOut: opts.fanInFanOut } : {}),
+  });
+  await writePeftAdapter(opts.out, adapter);
+  log(`read ${input}: ${ckpt.modules.size} LoRA modules${ckpt.strippedModulePrefix ? " ('module.' prefix stripped)" : ""}, ${ckpt.other.size} other tensors`);
+  for (const line of report.lines) log(line);
+  const d = describeAdapter(adapter);
+  log(`wrote ${opts.out}: ${d.loraParams.toLocaleString("en-US")} LoRA parameters + ${d.extraParams.toLocaleString("en-US")} saved whole`);
+}

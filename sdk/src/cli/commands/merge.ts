@@ -1,0 +1,40 @@
+import type { Command } from "commander";
+import { AdapterError } from "../../errors.js";
+import { mergeModel } from "../../adapter/merge-model.js";
+import { readPeftAdapter } from "../../adapter/peft-io.js";
+import { progressBar } from "../progress-bar.js";
+
+const DTYPES = { f32: "F32", f16: "F16", bf16: "BF16" } as const;
+
+/** `loraport merge`: a PEFT adapter merged into base safetensors weights, written with the base's names and sharding. */
+export function registerMerge(program: Command): void {
+  program
+    .command("merge")
+    .description("merge a PEFT LoRA adapter into a base model's safetensors weights (file, folder or sharded folder)")
+    .requiredOption("--base <path>", "base model: a .safetensors file, a folder, or a *.safetensors.index.json")
+    .requiredOption("--adapter <dir>", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors/.bin)")
+    .requiredOption("--out <path>", "output file (single-file base) or folder (sharded base)")
+    .option("--dtype <dtype>", "output dtype of float tensors: f32, f16 or bf16 (default: as the base)")
+    .option("--safe", "refuse non-finite merged values")
+    .action(async (opts: { base: string; adapter: string; out: string; dtype?: string; safe?: boolean }) => {
+      let dtype: (typeof DTYPES)[keyof typeof DTYPES] | undefined;
+      if (opts.dtype !== undefined) {
+        dtype = DTYPES[opts.dtype.toLowerCase() as keyof typeof DTYPES];
+        if (!dtype) throw new AdapterError(`--dtype '${opts.dtype}': expected f32, f16 or bf16`);
+      }
+      const { adapter, warnings } = await readPeftAdapter(opts.adapter);
+      for (const w of warnings) process.stderr.write(`loraport: warning: ${w}\n`);
+      const bar = progressBar();
+      const t0 = performance.now();
+      try {
+        const report = await mergeModel(opts.base, adapter, opts.out, { ...(dtype ? { dtype } : {}), ...(opts.safe ? { safe: true } : {}), onProgress: bar.onProgress });
+        bar.stop();
+        const secs = (performance.now() - t0) / 1000;
+        console.log(`merged ${report.merged.length} modules into ${report.tensors} tensors in ${secs.toFixed(2)} s → ${report.files.join(", ")}`);
+        if (report.replaced.length) console.log(`replaced by the adapter's saved copies: ${report.replaced.join(", ")}`);
+        if (report.unused.length) console.log(`adapter tensors with no base counterpart (not applied): ${report.unused.join(", ")}`);
+      } finally {
+        bar.stop();
+      }
+    });
+}
