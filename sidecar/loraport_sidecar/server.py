@@ -198,8 +198,17 @@ class Server:
     def _incoming(self, frames: list, *, bulk: bool) -> None:
         ident = frames[0].bytes
         if bulk:
-            # The bulk dealer's routing id is "B" + the control dealer's token (set by the TS client).
+            # The bulk dealer's routing id is "B" + the control dealer's token (set by the TS client); replies
+            # are addressed to the control dealer and switched to the bulk socket by size.
+            if not ident.startswith(b"B"):
+                try:
+                    self.bulk.send_multipart([ident, P.pack(P.error_header(None, None, P.ProtocolViolation(
+                        "bulk socket clients need the routing id 'B' + the token of their control socket's 'C' + token")))])
+                except zmq.ZMQError:
+                    pass
+                return
             self._bulk_peers[b"C" + ident[1:]] = ident
+            ident = b"C" + ident[1:]
         if len(frames) < 2:
             self._reply_error(ident, P.ProtocolViolation("message has no header frame"))
             return
