@@ -30,6 +30,8 @@ def export_onnx_op(ctx, params, tensors):
         ctx.check_cancelled()
         ctx.progress(done, total, message, phase=phase, unit="steps")
 
+    if ("base" in params) == ("handle" in params):
+        raise ValueError("exportOnnx: give exactly one of 'base' (a model folder) or 'handle' (a loaded model)")
     if "base" in params:
         res = export_onnx(params["base"], params["out"], mode=mode, targets=targets, adapter_dir=params.get("adapter"),
                           external_data=ext, progress=progress)

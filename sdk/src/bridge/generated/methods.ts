@@ -60,6 +60,51 @@ export interface EchoResult {
 }
 
 /**
+ * exportOnnx params. Export a base model to ONNX for loraport's runtime: mode 'adapter-inputs' (every targeted module's LoRA A [r,in] and B [out,r] as required graph inputs of dynamic rank; rank 0 = base) or 'merged' (an adapter merged into the weights). Writes model.onnx (+ external data over 2 GB) and loraport-onnx.json into 'out' atomically. The model is either a Hugging Face folder ('base') or a loaded handle ('handle'; for merged mode its attached PEFT adapter is merged into a copy). No tensors in or out. Progress events: phase 'export'.
+ */
+export interface ExportOnnxParams {
+  /**
+   * A Hugging Face model folder (config.json + weights).
+   */
+  base?: string;
+  /**
+   * A model handle from loadModel (instead of base; exactly one of the two).
+   */
+  handle?: string;
+  /**
+   * Output folder; replaced as a whole if it exists.
+   */
+  out: string;
+  mode?: "adapter-inputs" | "merged";
+  /**
+   * Module names to give LoRA inputs (PEFT list form: exact or '.'-suffix match). Default: PEFT's per-architecture default.
+   */
+  targets?: string[];
+  /**
+   * PEFT adapter folder to merge (mode 'merged' with 'base').
+   */
+  adapter?: string;
+  /**
+   * Weights as external data: auto = when over ~1.8 GB.
+   */
+  externalData?: "auto" | "yes" | "no";
+}
+
+export interface ExportOnnxResult {
+  out: string;
+  seconds: number;
+  mode: "adapter-inputs" | "merged";
+  /**
+   * Modules with LoRA inputs (0 when merged).
+   */
+  loraModules: number;
+  /**
+   * sha256 of the base weights, as in the manifest.
+   */
+  checksum: string;
+}
+
+/**
  * fail params. Diagnostics: raise a Python exception of the given builtin type with the message (tests that tracebacks reach TS).
  */
 export interface FailParams {
@@ -265,6 +310,7 @@ export interface SleepResult {
 export interface MethodMap {
   attachAdapter: { params: AttachAdapterParams; result: AttachAdapterResult };
   echo: { params: EchoParams; result: EchoResult };
+  exportOnnx: { params: ExportOnnxParams; result: ExportOnnxResult };
   fail: { params: FailParams; result: FailResult };
   forward: { params: ForwardParams; result: ForwardResult };
   generate: { params: GenerateParams; result: GenerateResult };
@@ -280,4 +326,4 @@ export interface MethodMap {
 
 export type MethodName = keyof MethodMap;
 
-export const METHOD_NAMES: readonly MethodName[] = ["attachAdapter","echo","fail","forward","generate","getTensors","hello","loadModel","mergeAndUnload","ping","releaseModel","saveAdapter","sleep"];
+export const METHOD_NAMES: readonly MethodName[] = ["attachAdapter","echo","exportOnnx","fail","forward","generate","getTensors","hello","loadModel","mergeAndUnload","ping","releaseModel","saveAdapter","sleep"];
