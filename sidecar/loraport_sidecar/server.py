@@ -134,6 +134,11 @@ class Server:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        for folder in {os.path.dirname(p) for p in self._ipc_paths}:
+            try:
+                os.rmdir(folder)  # the client's private folder, if nothing else is in it (its parent may be dead)
+            except OSError:
+                pass
 
     @property
     def limits(self) -> dict:

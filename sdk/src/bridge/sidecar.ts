@@ -29,6 +29,8 @@ interface Session {
   readonly generation: number;
   capabilities: SidecarCapabilities | undefined;
   exitError: SidecarExitedError | undefined;
+  /** Why we killed it, when we did. */
+  killReason: string | undefined;
 }
 
 export class Sidecar implements AsyncDisposable {
@@ -146,13 +148,17 @@ export class Sidecar implements AsyncDisposable {
     const rpc = new Rpc({
       sendControl: (f) => session.transport.sendControl(f),
       sendBulk: (f) => session.transport.sendBulk(f),
-      onStuck: () => proc.kill("SIGTERM"), // a call that ignores cancel: the process goes, pending calls reject
+      onStuck: (method, id) => {
+        // A call that ignores cancellation: the process goes, every pending call rejects.
+        session.killReason = `killed because ${method} #${id} did not stop within ${this.opts.cancelGraceMs ?? 5000} ms of being cancelled`;
+        proc.kill("SIGTERM");
+      },
       bulkThreshold,
       maxMessageBytes: () => Math.min(maxMessageBytes, session.capabilities?.limits.maxMessageBytes ?? maxMessageBytes),
       cancelGraceMs: this.opts.cancelGraceMs ?? 5000,
     });
     const transport = new Transport(ready.endpoints, endpoints.curve, (frames) => rpc.onMessage(frames));
-    session = { proc, transport, rpc, endpoints, controlEndpoint: ready.endpoints.control, generation: ++this.generation, capabilities: undefined, exitError: undefined };
+    session = { proc, transport, rpc, endpoints, controlEndpoint: ready.endpoints.control, generation: ++this.generation, capabilities: undefined, exitError: undefined, killReason: undefined };
     this.session = session;
     void proc.exited.then((info) => this.onExit(session, info));
     // Tell the sidecar which bulk socket is ours (it replies with large tensors there).
@@ -171,7 +177,7 @@ export class Sidecar implements AsyncDisposable {
   private onExit(s: Session, info: ExitInfo): void {
     const tail = info.stderrTail.trim().split("\n").slice(-5).join(" | ");
     s.exitError = new SidecarExitedError(
-      `sidecar (pid ${s.proc.pid}) exited with ${info.signal ? `signal ${info.signal}` : `code ${info.exitCode}`}${tail ? `; stderr: ${tail}` : ""}`,
+      `sidecar (pid ${s.proc.pid}) exited with ${info.signal ? `signal ${info.signal}` : `code ${info.exitCode}`}${s.killReason ? ` (${s.killReason})` : ""}${tail ? `; stderr: ${tail}` : ""}`,
       info.exitCode, info.signal, info.stderrTail);
     s.rpc.failAll(s.exitError, true);
     s.transport.close();

@@ -1,0 +1,121 @@
+/**
+ * Process lifecycle with real processes: the sidecar killed mid-call, a call that ignores cancellation, restart
+ * on the next call, the parent killed, close(), and the tcp + CURVE transport.
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Dealer } from "zeromq";
+import { encode } from "@msgpack/msgpack";
+import { describe, expect, it } from "vitest";
+import { SidecarError, SidecarExitedError, TimeoutError } from "../../src/errors.js";
+import { Sidecar } from "../../src/bridge/index.js";
+import { tensor } from "../../src/tensor/index.js";
+import { REPO_ROOT } from "../helpers/python.js";
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!alive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return !alive(pid);
+}
+
+describe("sidecar lifecycle", () => {
+  it("killed mid-call: pending calls reject within 1 s with exit details; no orphan, no socket files", async () => {
+    const sc = await Sidecar.start();
+    const pid = sc.pid!;
+    const dir = sc.socketDir!;
+    expect(existsSync(join(dir, "c"))).toBe(true);
+    const calls = [sc.call("sleep", { ms: 30_000 }), sc.call("echo", {}, [tensor("F32", [2])]), sc.call("sleep", { ms: 10 })];
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = performance.now();
+    process.kill(pid, "SIGKILL");
+    const results = await Promise.allSettled(calls);
+    const elapsed = performance.now() - t0;
+    expect(elapsed).toBeLessThan(1000);
+    for (const r of results) {
+      expect(r.status).toBe("rejected");
+      const e = (r as PromiseRejectedResult).reason as SidecarExitedError;
+      expect(e).toBeInstanceOf(SidecarExitedError);
+      expect(e.signal).toBe("SIGKILL");
+    }
+    expect(await waitGone(pid, 1000)).toBe(true);
+    expect(existsSync(dir)).toBe(false);
+    await expect(sc.call("ping", {})).rejects.toBeInstanceOf(SidecarExitedError); // no restart unless asked
+    await sc.close();
+  });
+
+  it("a call that ignores cancellation gets the sidecar killed; with restartOnExit the next call starts a new one", async () => {
+    const sc = await Sidecar.start({ restartOnExit: true, cancelGraceMs: 500, forceKillAfterMs: 500 });
+    const first = sc.pid!;
+    const model = await sc.loadModel({ source: { kind: "builtin", family: "gpt2", kwargs: { n_layer: 1 } } });
+    const stuck = sc.call("sleep", { ms: 30_000, ignoreCancel: true }, undefined, { timeoutMs: 200 });
+    const queued = sc.call("echo", {});
+    await expect(stuck).rejects.toBeInstanceOf(TimeoutError);
+    const err = await queued.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SidecarExitedError);
+    expect((err as SidecarExitedError).message).toMatch(/sleep #\d+ did not stop within 500 ms of being cancelled/);
+    expect(await waitGone(first, 2000)).toBe(true);
+    expect(await sc.ping()).toBeGreaterThan(0); // restarted
+    expect(sc.pid).not.toBe(first);
+    expect(sc.sessionGeneration).toBe(2);
+    await expect(model.forward({ input_ids: tensor("I64", [1, 1]) })).rejects.toThrow(/belonged to a sidecar that has exited/);
+    await sc.close();
+  });
+
+  it("close() ends the process, removes the socket folder, and later calls reject", async () => {
+    const sc = await Sidecar.start();
+    const pid = sc.pid!;
+    const dir = sc.socketDir!;
+    const pending = sc.call("sleep", { ms: 30_000 }).catch((e: unknown) => e);
+    await sc.close();
+    expect(await pending).toBeInstanceOf(SidecarError);
+    expect(await waitGone(pid, 3000)).toBe(true);
+    expect(existsSync(dir)).toBe(false);
+    await expect(sc.call("ping", {})).rejects.toBeInstanceOf(SidecarError);
+  });
+
+  it("the parent killed: the sidecar exits and leaves no socket files", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "sdk/test/bridge/fixtures/parent.ts")], {
+      cwd: REPO_ROOT, stdio: ["ignore", "pipe", "inherit"],
+    });
+    const line = await new Promise<string>((resolve, reject) => {
+      let buf = "";
+      child.stdout!.on("data", (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes("\n")) resolve(buf.split("\n")[0]!);
+      });
+      child.once("exit", (code) => reject(new Error(`parent fixture exited early (${code})`)));
+    });
+    const { pid, dir } = JSON.parse(line) as { pid: number; dir: string };
+    expect(alive(pid)).toBe(true);
+    child.kill("SIGKILL");
+    expect(await waitGone(pid, 5000)).toBe(true);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it("tcp transport: loopback only, CURVE-encrypted, and a client without the keys gets nothing", async () => {
+    await using sc = await Sidecar.start({ transport: "tcp" });
+    expect(sc.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+    const big = tensor("F32", [1024, 1024], Float32Array.from({ length: 1 << 20 }, (_, i) => i % 97));
+    const { named } = await sc.call("echo", {}, { big });
+    expect(Buffer.from(named["big"]!.data.buffer, named["big"]!.data.byteOffset, 1 << 22).equals(Buffer.from(big.data.buffer))).toBe(true);
+    const intruder = new Dealer({ linger: 0, receiveTimeout: 1000 });
+    intruder.connect(sc.endpoint!);
+    await intruder.send([encode({ v: 1, id: 1, kind: "request", method: "ping", params: {}, tensors: [] })]).catch(() => {});
+    await expect(intruder.receive()).rejects.toThrow();
+    intruder.close();
+    expect(await sc.ping()).toBeLessThan(1000);
+  });
+});
