@@ -1,17 +1,21 @@
 /**
  * LoRA weight updates: ΔW, merge and unmerge for Linear, transformers Conv1D, Embedding, Conv2d and loralib
- * MergedLinear; DoRA merge. Whatever the storage dtype, values are computed in F32 (dot products summed in
- * float64, then rounded as PEFT rounds: f32(f32(B·A) · f32(s))), and written back in the base's dtype.
+ * MergedLinear; DoRA merge. Whatever the storage dtype, values are computed in F32 and rounded as PEFT
+ * rounds, f32(f32(B·A) · f32(s)), then written back in the base's dtype. The products run in a WebAssembly
+ * SIMD kernel (F32 sums, as torch on CPU) when the shape suits it, else in a JS loop (float64 sums).
  */
 import { AdapterError, NonFiniteError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { fromFloat32, numel, toFloat32, type DType, type Tensor } from "../tensor/index.js";
 import { baseWeightShape, moduleDims, moduleRank, type LoraModule } from "./adapter.js";
+import { addLowRankWasm } from "./lowrank-wasm.js";
 
 /**
  * W[i, :] += s · Σ_k L[i, k] · R[k, :] over a row-major `[rows, cols]` matrix, in place (sign −1 subtracts).
  * L is `[rows, r]`, R is `[r, cols]`. The sum runs in float64 per row, then rounds as torch does.
  */
 export function addLowRank(W: Float32Array, rows: number, cols: number, L: Float32Array, R: Float32Array, r: number, scaling: number, sign: 1 | -1 = 1): void {
+  // Negating s is exact, so W + f32(BA)·(−s) is the same as W − f32(BA)·s.
+  if (addLowRankWasm(W, rows, cols, L, R, r, sign * scaling)) return;
   const fs = Math.fround(scaling);
   const acc = new Float64Array(cols);
   for (let i = 0; i < rows; i++) {
