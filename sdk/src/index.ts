@@ -9,3 +9,4 @@ export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./adapter/index.js";
 export * from "./runtime/index.js";
 export * from "./bridge/index.js";
+export * from "./conformance/index.js";

@@ -1,0 +1,47 @@
+import type { Command } from "commander";
+import { runConformance } from "../../conformance/runner.js";
+import { renderMarkdown } from "../../conformance/render.js";
+import type { ConformanceReport } from "../../conformance/report.js";
+import { writeReport } from "../../conformance/write-report.js";
+import { progressBar } from "../progress-bar.js";
+
+/** Print the report (JSON or a Markdown table), write the report files, and set the exit code. */
+export async function emitReport(report: ConformanceReport, opts: { json?: boolean; report?: string }): Promise<void> {
+  if (opts.report) {
+    const paths = await writeReport(report, opts.report);
+    process.stderr.write(`report: ${paths.html} (also ${paths.markdown}, ${paths.json})\n`);
+  }
+  process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderMarkdown(report));
+  if (!report.passed) process.exitCode = 1;
+}
+
+/** `loraport conformance`: parity of every loraport backend with loralib and PEFT, on the case files. */
+export function registerConformance(program: Command): void {
+  program
+    .command("conformance")
+    .description("check loraport's numbers against loralib and PEFT on the published checkpoints and generated cases")
+    .option("--json", "print the report as one JSON object (schemas/conformance-report.schema.json)")
+    .option("--report <file.html>", "write the HTML report there (and .md and .json beside it)")
+    .option("--reference-dir <dir>", "folder of the published checkpoints (default $LORAPORT_REFERENCE_DIR or ../shared/reference)")
+    .option("--base <dir>", "a Hugging Face model folder with the real base weights for the published cases")
+    .option("--only <ids>", "comma-separated substrings of case ids to run")
+    .option("--cases <dir>", "folder of case files (default conformance/cases)")
+    .option("--keep <dir>", "keep the work files (reference tensors, adapters, exports) in this folder")
+    .action(async (opts: { json?: boolean; report?: string; referenceDir?: string; base?: string; only?: string; cases?: string; keep?: string }) => {
+      const bar = progressBar();
+      try {
+        const report = await runConformance({
+          onProgress: bar.onProgress,
+          ...(opts.referenceDir ? { referenceDir: opts.referenceDir } : {}),
+          ...(opts.base ? { base: opts.base } : {}),
+          ...(opts.only ? { only: opts.only.split(",").filter(Boolean) } : {}),
+          ...(opts.cases ? { casesDir: opts.cases } : {}),
+          ...(opts.keep ? { workDir: opts.keep } : {}),
+        });
+        bar.stop();
+        await emitReport(report, opts);
+      } finally {
+        bar.stop();
+      }
+    });
+}

@@ -1,0 +1,162 @@
+/**
+ * loraport's own backends in the suite, each producing the tensors one side of a pair is made of:
+ * - `ts.merge`: loraport's TS merge of the case's adapter into the base weights (per adapted module);
+ * - `ts.convert`: loraport's loralib → PEFT converter, whose output PEFT then merges (`peft.merge[ts-converted]`);
+ * - `ort.adapter-inputs` / `ort.merged`: the exported model in ONNX Runtime (outputs per input batch).
+ * A backend whose module is not (yet) in this build reports why, and its pairs are reported "not run".
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { LoraportError } from "../errors.js";
+import type { TensorSource } from "../formats/safetensors/index.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { tensor, toFloat32 } from "../tensor/tensor-impl.js";
+import type { CaseFile } from "./case.js";
+import { pythonPath, type ReferenceManifest } from "./reference-side.js";
+
+/** Tensors by param name (weights) or `batch<i>` (outputs); or why the backend did not run. */
+export type BackendOutput = { tensors: Map<string, Tensor> } | { notRun: string };
+
+export interface BackendContext {
+  readonly caseFile: CaseFile;
+  readonly manifest: ReferenceManifest;
+  readonly reference: TensorSource;
+  readonly workDir: string;
+}
+
+// Modules built concurrently by other parts of loraport are loaded by name, so this engine compiles and reports
+// "not available" until they exist; once they do, the same code path uses them.
+type AnyModule = Record<string, unknown>;
+async function optionalModule(spec: string): Promise<AnyModule | undefined> {
+  try {
+    return (await import(spec)) as AnyModule;
+  } catch {
+    return undefined;
+  }
+}
+const ADAPTER_MODULE = "../adapter/index.js";
+const RUNTIME_MODULE = "../runtime/index.js";
+
+type Fn = (...args: never[]) => unknown;
+function fn<T extends Fn>(mod: AnyModule | undefined, name: string): T | undefined {
+  const f = mod?.[name];
+  return typeof f === "function" ? (f as T) : undefined;
+}
+
+interface AdapterLike {
+  readonly config: unknown;
+  readonly modules: ReadonlyMap<string, unknown>;
+  readonly extraTensors: ReadonlyMap<string, Tensor>;
+}
+
+async function readAdapter(dir: string): Promise<AdapterLike | { notRun: string }> {
+  const read = fn<(dir: string) => Promise<{ adapter: AdapterLike }>>(await optionalModule(ADAPTER_MODULE), "readPeftAdapter");
+  if (!read) return { notRun: "backend not available: loraport's PEFT reader (readPeftAdapter in sdk/src/adapter) is not in this build" };
+  return (await read(dir)).adapter;
+}
+
+/** `ts.merge`: merge every adapted module of the adapter (PEFT folder) into the reference's base weights. */
+export async function tsMerge(ctx: BackendContext, adapterDir: string | undefined): Promise<BackendOutput> {
+  if (!adapterDir) return { notRun: "backend not available: no PEFT adapter for loraport to merge (loralib checkpoints need loraport's converter)" };
+  const mod = await optionalModule(ADAPTER_MODULE);
+  const mergeWeight = fn<(base: Tensor, m: unknown, scaling: number, o: { module: string }) => Tensor>(mod, "mergeWeight");
+  const resolveModule = fn<(config: unknown, name: string) => { scaling: number }>(mod, "resolveModule");
+  if (!mergeWeight || !resolveModule) return { notRun: "backend not available: loraport's merge (mergeWeight in sdk/src/adapter) is not in this build" };
+  const adapter = await readAdapter(adapterDir);
+  if ("notRun" in adapter) return adapter;
+  const out = new Map<string, Tensor>();
+  for (const [name, m] of adapter.modules) {
+    const key = `base/${name}.weight`;
+    if (!ctx.reference.entry(key)) throw new LoraportError("E_CONFORMANCE", `${ctx.caseFile.path}: the reference side wrote no base weight for module '${name}'`);
+    const base = await ctx.reference.read(key);
+    out.set(`${name}.weight`, mergeWeight(base, m, resolveModule(adapter.config, name).scaling, { module: name }));
+  }
+  // modules_to_save: the merged model carries the adapter's copy as is.
+  for (const [name, t] of adapter.extraTensors) out.set(name, t);
+  return { tensors: out };
+}
+
+/**
+ * `ts.convert`: loraport's loralib → PEFT conversion of the case's loralib checkpoint, written as a PEFT folder
+ * (the reference side then loads it into real PEFT). Returns the folder or why it could not run.
+ */
+export async function tsConvert(caseFile: CaseFile, checkpoint: string, outDir: string): Promise<{ dir: string } | { notRun: string }> {
+  const mod = await optionalModule(ADAPTER_MODULE);
+  const load = fn<(path: string, opts: Record<string, unknown>) => Promise<unknown>>(mod, "loadLoralibCheckpoint");
+  const convert = fn<(ckpt: unknown, opts?: Record<string, unknown>) => AdapterLike | Promise<AdapterLike>>(mod, "loralibToPeft");
+  const write = fn<(dir: string, adapter: AdapterLike) => Promise<void>>(mod, "writePeftAdapter");
+  if (!load || !convert || !write) return { notRun: "backend not available: loraport's loralib converter (loadLoralibCheckpoint / loralibToPeft / writePeftAdapter in sdk/src/adapter) is not in this build" };
+  const a = caseFile.adapter as Record<string, unknown>;
+  const ckpt = await load(checkpoint, { r: a["r"], loraAlpha: a["lora_alpha"], enableLora: a["enable_lora"], fanInFanOut: a["fan_in_fan_out"], targets: a["targets"] });
+  await write(outDir, await convert(ckpt));
+  return { dir: outDir };
+}
+
+function runExporter(args: readonly string[]): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(pythonPath(), ["-m", "loraport_sidecar.export.onnx_export", ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PYTHONWARNINGS: "ignore", HF_HUB_OFFLINE: "1" } });
+    let err = "";
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (err = (err + c).slice(-4000)));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolvePromise() : reject(new LoraportError("E_EXPORT", `ONNX export failed (${code}): ${err.trim().split("\n").slice(-2).join(" | ")}`))));
+  });
+}
+
+interface LoraModelLike {
+  registerAdapter(name: string, adapter: unknown): Promise<void>;
+  run(inputs: { inputIds: number[][]; attentionMask: number[][] }, opts?: { adapter?: string | null }): Promise<{ logits: Tensor }>;
+  close(): Promise<void>;
+}
+
+/** Outputs of the reference's inputs through ONNX Runtime (adapter-inputs or merged export). */
+export async function ortForward(ctx: BackendContext, mode: "adapter-inputs" | "merged", adapterDir: string | undefined): Promise<BackendOutput> {
+  const runtime = await optionalModule(RUNTIME_MODULE);
+  const LoraModel = runtime?.["LoraModel"] as { load(dir: string): Promise<LoraModelLike> } | undefined;
+  if (!LoraModel || typeof LoraModel.load !== "function") return { notRun: "backend not available: loraport's ONNX Runtime engine (LoraModel in sdk/src/runtime) is not in this build" };
+  if (!ctx.manifest.base_model_dir) return { notRun: "not applicable: this case's base is not a transformers model the exporter takes" };
+  if (!adapterDir) return { notRun: "not applicable: no PEFT adapter for this case" };
+  const adapter = await readAdapter(adapterDir);
+  if ("notRun" in adapter) return adapter;
+  const exportError = ctx.manifest.onnx_errors?.[mode];
+  if (exportError) throw new LoraportError("E_EXPORT", `ONNX export (${mode}) failed: ${exportError}`);
+  let out = ctx.manifest.onnx?.[mode];
+  if (!out) {
+    // Not exported by the reference process (e.g. verify): run the exporter on its own.
+    out = join(ctx.workDir, `onnx-${mode}`);
+    const args = ["--base", ctx.manifest.base_model_dir, "--out", out, "--mode", mode];
+    if (mode === "merged") args.push("--adapter", adapterDir);
+    else args.push("--targets", [...new Set([...adapter.modules.keys()].map((n) => n.split(".").pop()!))].join(","));
+    await runExporter(args);
+  }
+  const model = await LoraModel.load(out);
+  try {
+    if (mode === "adapter-inputs") await model.registerAdapter("case", adapter);
+    const tensors = new Map<string, Tensor>();
+    for (let i = 0; i < ctx.manifest.forward.batches; i++) {
+      const ids = await ctx.reference.read(`inputs/batch${i}/input_ids`);
+      const mask = await ctx.reference.read(`inputs/batch${i}/attention_mask`);
+      const { logits } = await model.run({ inputIds: rows(ids), attentionMask: rows(mask) }, mode === "adapter-inputs" ? { adapter: "case" } : {});
+      tensors.set(`batch${i}`, ctx.manifest.forward.select?.startsWith("tokens") ? keepMasked(logits, toFloat32(mask)) : logits);
+    }
+    return { tensors };
+  } finally {
+    await model.close();
+  }
+}
+
+function rows(t: Tensor): number[][] {
+  const v = toFloat32(t);
+  const [b, s] = [t.shape[0]!, t.shape[1]!];
+  return Array.from({ length: b }, (_, i) => Array.from(v.subarray(i * s, (i + 1) * s)));
+}
+
+/** `[B, S, V]` → `[kept, V]`: the positions the attention mask keeps, in order (as the reference side does). */
+export function keepMasked(logits: Tensor, mask: Float32Array): Tensor {
+  const v = logits.shape[2]!;
+  const x = toFloat32(logits);
+  const kept: number[] = [];
+  mask.forEach((m, i) => m !== 0 && kept.push(i));
+  const out = new Float32Array(kept.length * v);
+  kept.forEach((p, j) => out.set(x.subarray(p * v, (p + 1) * v), j * v));
+  return tensor("F32", [kept.length, v], out);
+}

@@ -1,0 +1,114 @@
+/**
+ * Runs the Python reference side (`python -m loraport_sidecar.conformance`), which builds the base models and
+ * adapters and computes loralib's and PEFT's numbers, and reads back its manifests.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { FileMissingError, LoraportError } from "../errors.js";
+import { repoRoot } from "./paths.js";
+
+/** What the reference side wrote for one case (see sidecar/loraport_sidecar/conformance/run_case.py). */
+export interface ReferenceManifest {
+  readonly case_id: string;
+  readonly out: string;
+  /** File name of the reference tensors, relative to `out`. */
+  readonly tensors: string;
+  readonly weights: { readonly backends: readonly string[]; readonly params: readonly string[] };
+  readonly forward: { readonly backends: readonly string[]; readonly batches: number; readonly select?: string };
+  readonly adapters: Readonly<Record<string, string>>;
+  readonly notes: readonly string[];
+  readonly base_from: string;
+  readonly base_model_dir?: string;
+  /** ONNX exports made by the reference process for the ORT backends, by mode; or why an export failed. */
+  readonly onnx?: Readonly<Record<string, string>>;
+  readonly onnx_errors?: Readonly<Record<string, string>>;
+  readonly lora?: { readonly r: number; readonly lora_alpha: number; readonly targets: readonly string[]; readonly enable_lora?: readonly boolean[] | null; readonly fan_in_fan_out?: boolean };
+}
+
+export interface ReferenceJob {
+  readonly case: string;
+  readonly out: string;
+  readonly ts_adapter?: string;
+  readonly ts_adapter_forward?: string;
+  /** ONNX export modes to make for this case ("adapter-inputs", "merged"). */
+  readonly onnx?: readonly string[];
+}
+
+export type JobOutcome = { manifest: ReferenceManifest } | { error: { type: string; message: string; file: string | null } };
+
+/** The sidecar environment's Python: `$LORAPORT_PYTHON`, else the project's `.venv`. */
+export function pythonPath(): string {
+  const env = process.env["LORAPORT_PYTHON"];
+  if (env) return env;
+  const venv = join(repoRoot(), ".venv/bin/python");
+  if (!existsSync(venv)) throw new FileMissingError(venv, `${venv}: the sidecar's Python environment is missing; run \`npm run setup\` (or set LORAPORT_PYTHON)`);
+  return venv;
+}
+
+function runPython(args: readonly string[], onLine: (line: string) => void, timeoutMs: number): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(pythonPath(), ["-m", "loraport_sidecar.conformance", ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, PYTHONWARNINGS: "ignore", TRANSFORMERS_VERBOSITY: "error", HF_HUB_OFFLINE: "1", PYTHONUNBUFFERED: "1" },
+    });
+    let buf = "";
+    let stderr = "";
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        onLine(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr = (stderr + chunk).slice(-8000);
+    });
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(new LoraportError("E_REFERENCE", `cannot start the reference side: ${err.message}`));
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      if (buf.trim()) onLine(buf);
+      if (code === 0) return resolvePromise();
+      const tail = stderr.trim().split("\n").slice(-3).join(" | ");
+      reject(new LoraportError("E_REFERENCE", `reference side (python -m loraport_sidecar.conformance ${args[0]}) ${signal ? `killed by ${signal}` : `exited ${code}`}: ${tail}`));
+    });
+  });
+}
+
+/** Run several cases in one Python process (import time once); returns one outcome per job, in order. */
+export async function runReferenceJobs(jobs: readonly ReferenceJob[], workDir: string, opts: { referenceDir?: string; base?: string; onDone?: (i: number) => void } = {}): Promise<JobOutcome[]> {
+  const jobsFile = join(workDir, "reference-jobs.json");
+  writeFileSync(jobsFile, JSON.stringify(jobs));
+  const args = ["batch", "--jobs", jobsFile];
+  if (opts.referenceDir) args.push("--reference-dir", opts.referenceDir);
+  if (opts.base) args.push("--base", opts.base);
+  const outcomes: JobOutcome[] = jobs.map(() => ({ error: { type: "NotRun", message: "the reference side stopped before this case", file: null } }));
+  await runPython(args, (line) => {
+    if (!line.startsWith("{")) return;
+    const msg = JSON.parse(line) as { job: number } & JobOutcome;
+    outcomes[msg.job] = msg;
+    opts.onDone?.(msg.job);
+  }, 60 * 60_000);
+  return outcomes;
+}
+
+/** `verify`: PEFT's numbers for a user's base folder and adapter. */
+export async function runReferenceVerify(base: string, adapter: string, out: string, inputs?: string): Promise<ReferenceManifest> {
+  const args = ["verify", "--base", base, "--adapter", adapter, "--out", out];
+  if (inputs) args.push("--inputs", inputs);
+  let last: (JobOutcome & object) | ReferenceManifest | undefined;
+  await runPython(args, (line) => {
+    if (line.startsWith("{")) last = JSON.parse(line) as ReferenceManifest;
+  }, 60 * 60_000).catch((err: unknown) => {
+    if (last && "error" in last) return; // reported below with its file
+    throw err;
+  });
+  if (!last) throw new LoraportError("E_REFERENCE", "the reference side printed no result");
+  if ("error" in last) throw new LoraportError("E_REFERENCE", last.error.message);
+  return last as ReferenceManifest;
+}
