@@ -1,4 +1,5 @@
 import type { DemoStep } from "./step.js";
+import { ortStep } from "./ort-step.js";
 
 /** The demo's steps in order: formats → adapters → sidecar → ONNX Runtime → training. */
-export const DEMO_STEPS: readonly DemoStep[] = [];
+export const DEMO_STEPS: readonly DemoStep[] = [ortStep];
