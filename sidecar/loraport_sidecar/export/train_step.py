@@ -130,9 +130,14 @@ def trace(fn: Callable, args: Sequence[torch.Tensor]) -> torch.fx.GraphModule:
 
 def export_onnx(gm: torch.fx.GraphModule, args: Sequence[torch.Tensor], input_names: list[str], output_names: list[str],
                 dynamic: list[dict | None], path: str) -> None:
-    """torch.onnx (dynamo) of a traced aten graph; its progress lines go to stderr so stdout stays JSON."""
+    """torch.onnx (dynamo) of a traced aten graph; its progress lines go to stderr so stdout stays JSON.
+
+    optimize=False: onnxscript 0.7.2's optimizer drops `x + 1e-8` as an "add zero", which deletes AdamW's eps and
+    turns every parameter whose gradient is exactly zero (all lora_A at PEFT's init) into NaN. ORT optimizes the
+    graph at load anyway.
+    """
     with contextlib.redirect_stdout(sys.stderr):
-        program = torch.onnx.export(gm, tuple(args), dynamo=True, optimize=True, input_names=input_names,
+        program = torch.onnx.export(gm, tuple(args), dynamo=True, optimize=False, input_names=input_names,
                                     output_names=output_names, dynamic_shapes=tuple(dynamic), verbose=False)
         program.save(path)
 
@@ -233,6 +238,65 @@ def reference_grads(model: torch.nn.Module, names: list[str], values: Sequence[t
                 params[n].requires_grad_(False)
 
 
+def reference_adamw_step(model: torch.nn.Module, names: list[str], values: Sequence[torch.Tensor], batch: dict, lr: float,
+                         adamw: AdamWSettings) -> list[np.ndarray]:
+    """Parameters after one torch.optim.AdamW step on the PEFT model from `values` (the real optimizer)."""
+    params = dict(model.named_parameters())
+    saved = [params[n].detach().clone() for n in names]
+    try:
+        with torch.no_grad():
+            for n, x in zip(names, values):
+                params[n].copy_(x)
+        ps = [params[n] for n in names]
+        for p in ps:
+            p.requires_grad_(True)
+            p.grad = None
+        opt = torch.optim.AdamW(ps, lr=lr, betas=(adamw.beta1, adamw.beta2), eps=adamw.eps, weight_decay=adamw.weight_decay)
+        model(**batch).loss.backward()
+        opt.step()
+        return [p.detach().numpy().copy() for p in ps]
+    finally:
+        with torch.no_grad():
+            for n, x in zip(names, saved):
+                params[n].copy_(x)
+                params[n].grad = None
+                params[n].requires_grad_(False)
+
+
+def update_check(folder: str, art: Artifact, model: torch.nn.Module, values: list[torch.Tensor], vocab: int, num_labels: int,
+                 adamw: AdamWSettings) -> dict:
+    """One train_step.onnx step from the real initial adapter vs torch.optim.AdamW.
+
+    At PEFT's init lora_B = 0, so every lora_A gradient is exactly zero: this is where a lost eps gives 0/0.
+    The first AdamW step moves each entry by about lr·sign(g), so the tolerance is a fraction of lr.
+    """
+    import onnxruntime as ort
+    lr = 1e-3
+    batch = example_batch(art.task, vocab, num_labels, CHECK_SHAPES[1], seed=300, pad=True)
+    want = reference_adamw_step(model, art.names, values, batch, lr, adamw)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(os.path.join(folder, "train_step.onnx"), opts, providers=["CPUExecutionProvider"])
+    feed = {**{k: x.numpy() for k, x in zip(art.names_of("p"), values)},
+            **{k: np.zeros(x.shape, np.float32) for k, x in zip(art.names_of("m"), values)},
+            **{k: np.zeros(x.shape, np.float32) for k, x in zip(art.names_of("v"), values)},
+            "step": np.array(0.0, np.float32), "lr": np.array(lr, np.float32), **{k: v.numpy() for k, v in batch.items()}}
+    out = sess.run(None, feed)
+    got = out[1:1 + len(values)]
+    worst, where = 0.0, ""
+    for key, g, w in zip(art.io, got, want):
+        if not np.isfinite(g).all():
+            raise ExportCheckError(f"train_step.onnx: updated {key} has non-finite values after one step from the initial adapter")
+        d = float(np.abs(g - w).max())
+        if d >= worst:
+            worst, where = d, key
+    rec = {"graph": "train_step", "check": "one step from the initial adapter vs torch.optim.AdamW", "lr": lr,
+           "param_max_abs_err": worst, "worst_param": where, "tolerance_abs": 1e-2 * lr}
+    if worst > 1e-2 * lr:
+        raise ExportCheckError(f"train_step.onnx: updated params differ from torch.optim.AdamW by {worst:.3g} at {where} (tolerance {1e-2 * lr:g})")
+    return rec
+
+
 def gradient_check(folder: str, art: Artifact, model: torch.nn.Module, values: list[torch.Tensor], vocab: int, num_labels: int,
                    adamw: AdamWSettings) -> list[dict]:
     """Step-1 gradients of grad_step.onnx and of train_step.onnx (recovered from m1 = (1 − β1)·g) vs autograd."""
@@ -328,10 +392,12 @@ def export_train_step(out: str, *, base: str | None = None, builtin: str | None 
             log(f"exported {name}.onnx ({info['nodes']} nodes, {graphs_out[name]['export_seconds']} s)")
         checks = gradient_check(tmp, art, model, vals, vocab, num_labels, adamw)
         log("gradient check passed: max rel " + ", ".join(f"{c['graph']}{c['shape']} {c['grad_max_rel_err']:.2e}" for c in checks))
+        update = update_check(tmp, art, model, vals, vocab, num_labels, adamw)
+        log(f"AdamW update check passed: max abs {update['param_max_abs_err']:.2e}")
         tokenizer = copy_tokenizer(base, tmp) if base else False
         with open(os.path.join(tmp, "initial_adapter", "adapter_config.json")) as f:
             peft_config = json.load(f)
-        manifest = build_manifest(art, values, source, config, task, peft_config, adamw, graphs_out, checks, tokenizer,
+        manifest = build_manifest(art, values, source, config, task, peft_config, adamw, graphs_out, checks, update, tokenizer,
                                   time.perf_counter() - t_start)
         with open(os.path.join(tmp, "loraport-train.json"), "w") as f:
             json.dump(manifest, f, indent=2)
@@ -366,7 +432,7 @@ def replace_folder(tmp: str, out: str) -> None:
 
 
 def build_manifest(art: Artifact, values: dict[str, torch.Tensor], source: str, config, task: str, peft_config: dict,
-                   adamw: AdamWSettings, graphs: dict, checks: list[dict], tokenizer: bool, seconds: float) -> dict:
+                   adamw: AdamWSettings, graphs: dict, checks: list[dict], update: dict, tokenizer: bool, seconds: float) -> dict:
     import onnx
     import peft
     import transformers
@@ -396,7 +462,7 @@ def build_manifest(art: Artifact, values: dict[str, torch.Tensor], source: str, 
         "graphs": graphs,
         "checks": {"gradient_tolerance_rel": GRAD_REL_TOLERANCE,
                    "relative_error": "per tensor max|got - want| / max|want|, worst tensor reported",
-                   "reference": "PyTorch autograd on the PEFT model with transformers' loss", "gradient": checks},
+                   "reference": "PyTorch autograd on the PEFT model with transformers' loss", "gradient": checks, "update": update},
         "tokenizer": "tokenizer" if tokenizer else None,
         "versions": {"torch": torch.__version__, "peft": peft.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__},
         "export_seconds": round(seconds, 1),

@@ -1,0 +1,158 @@
+/**
+ * Trainer vs PyTorch: the same steps from the same initial adapter and batches, in loraport (onnxruntime-node,
+ * worker thread) and in PyTorch (PEFT model + torch.optim.AdamW + transformers' schedule). Reference figures are
+ * produced by torch_reference.py in the same run.
+ */
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CancelledError, FileMissingError, LoraportError } from "../../src/errors.js";
+import { learningRate, readCheckpoint, Trainer, type TrainExample } from "../../src/training/index.js";
+import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
+import { errors, exportArtifact, seededExamples, TORCH_REFERENCE } from "./helpers.js";
+
+const tmp = tempDir("loraport-train-");
+// LORAPORT_TEST_TRAIN_ARTIFACT reuses an artifact exported earlier with the same arguments (local iteration only).
+const art = process.env["LORAPORT_TEST_TRAIN_ARTIFACT"] ?? join(tmp.dir, "artifact");
+const VOCAB = 128;
+const BUILTIN = { builtin: "gpt2", builtin_config: {} };
+
+interface Reference { losses: number[]; first_grads: Record<string, number[]>; names: string[]; logits?: number[]; logits_shape?: number[] }
+
+function chunks<T>(xs: readonly T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+}
+
+function torchReference(spec: Record<string, unknown>): Reference {
+  const file = join(tmp.dir, `spec-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, JSON.stringify({ ...BUILTIN, adapter: join(art, "initial_adapter"), task: "causal-lm", betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01, ...spec }));
+  const out = runPython(`import runpy, sys; sys.argv = ["torch_reference.py", ${JSON.stringify(file)}]; runpy.run_path(${JSON.stringify(TORCH_REFERENCE)}, run_name="__main__")`).trim().split("\n");
+  return JSON.parse(out.at(-1)!) as Reference;
+}
+
+beforeAll(() => {
+  if (!process.env["LORAPORT_TEST_TRAIN_ARTIFACT"]) exportArtifact(art, ["--builtin", "gpt2", "--target-modules", "c_attn,c_fc", "--r", "4", "--alpha", "8"]);
+}, 400_000);
+
+afterAll(() => tmp.cleanup());
+
+describe("Trainer (tiny GPT-2, LoRA on c_attn and c_fc)", () => {
+  it("20 steps match PyTorch: loss 1e-5 at step 1 and 1e-3 at step 20, step-1 gradients 1e-5, trained adapter gives the same logits in PEFT", async () => {
+    const data = seededExamples(40, VOCAB, 1);
+    const lr = 5e-3;
+    const schedule = { kind: "linear" as const, warmupSteps: 3 };
+
+    // Step-1 gradients, recovered from the first moment: m1 = (1 - β1)·g.
+    const t1 = await Trainer.load(art, { executionProviders: ["cpu"] });
+    await t1.fit(data, { maxSteps: 1, batchSize: 2, lr, lrSchedule: schedule, shuffle: false });
+    const ck = join(tmp.dir, "after-step-1.safetensors");
+    await t1.saveCheckpoint(ck);
+    await t1.close();
+    const st = await readCheckpoint(ck, t1.manifest.params);
+
+    const t = await Trainer.load(art, { executionProviders: ["cpu"] });
+    const losses: number[] = [];
+    await t.fit(data, { maxSteps: 20, batchSize: 2, lr, lrSchedule: schedule, shuffle: false, onProgress: (e) => losses.push(e.loss) });
+    const adapterDir = join(tmp.dir, "trained-adapter");
+    await t.saveAdapter(adapterDir);
+    const probe = data.slice(0, 3);
+    const logits = await t.forward(probe);
+    await t.close();
+
+    const ref = torchReference({ micro_batches: chunks(data, 2), accumulation: 1, lr, schedule: { kind: "linear", warmup: 3 }, trained_adapter: adapterDir, logits_batch: probe });
+    expect(losses).toHaveLength(20);
+    const rel = (i: number): number => Math.abs(losses[i]! - ref.losses[i]!) / Math.abs(ref.losses[i]!);
+    console.log(`loss rel err step 1 ${rel(0).toExponential(2)}, step 20 ${rel(19).toExponential(2)}; loss ${ref.losses[0]!.toFixed(4)} → ${ref.losses[19]!.toFixed(4)}`);
+    expect(rel(0)).toBeLessThanOrEqual(1e-5);
+    expect(rel(19)).toBeLessThanOrEqual(1e-3);
+
+    let worst = { maxAbs: 0, maxRel: 0, name: "" };
+    t.manifest.params.forEach((info, i) => {
+      const name = ref.names[i]!;
+      expect(name.replace(".default.", ".")).toBe(info.key);
+      const g = Float32Array.from(st.m[i]!, (x) => x / (1 - 0.9));
+      const e = errors(g, ref.first_grads[name]!);
+      if (e.maxRel >= worst.maxRel) worst = { ...e, name };
+    });
+    console.log(`step-1 gradients: max abs ${worst.maxAbs.toExponential(2)}, max rel ${worst.maxRel.toExponential(2)} (${worst.name})`);
+    expect(worst.maxRel).toBeLessThanOrEqual(1e-5);
+
+    expect(logits.shape).toEqual(ref.logits_shape);
+    const le = errors(logits.data as Float32Array, ref.logits!);
+    console.log(`trained adapter logits, PEFT vs loraport forward: max abs ${le.maxAbs.toExponential(2)}`);
+    expect(le.maxAbs).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("gradient accumulation matches PyTorch's loss/N per micro-batch then one AdamW step", async () => {
+    const data = seededExamples(16, VOCAB, 2);
+    const t = await Trainer.load(art, { executionProviders: ["cpu"] });
+    const losses: number[] = [];
+    await t.fit(data, { maxSteps: 4, batchSize: 2, gradientAccumulation: 2, lr: 1e-2, shuffle: false, onProgress: (e) => losses.push(e.loss) });
+    await t.close();
+    const ref = torchReference({ micro_batches: chunks(data, 2), accumulation: 2, lr: 1e-2, schedule: { kind: "constant" } });
+    const rels = losses.map((l, i) => Math.abs(l - ref.losses[i]!) / Math.abs(ref.losses[i]!));
+    console.log(`accumulation loss rel errs: ${rels.map((r) => r.toExponential(1)).join(", ")}`);
+    expect(rels[0]!).toBeLessThanOrEqual(1e-5);
+    expect(Math.max(...rels)).toBeLessThanOrEqual(1e-3);
+  });
+
+  it("an aborted fit leaves a whole checkpoint, and resuming from it ends where an unbroken run ends", async () => {
+    const data = seededExamples(24, VOCAB, 3);
+    const opts = { maxSteps: 6, batchSize: 4, lr: 1e-2, lrSchedule: { kind: "cosine" as const, warmupSteps: 1 }, seed: 5 };
+    const whole = await Trainer.load(art, { executionProviders: ["cpu"] });
+    await whole.fit(data, opts);
+    const want = whole.params();
+    await whole.close();
+
+    const ck = join(tmp.dir, "resume.safetensors");
+    const ctl = new AbortController();
+    const a = await Trainer.load(art, { executionProviders: ["cpu"] });
+    const run = a.fit(data, { ...opts, checkpointEvery: 1, checkpointPath: ck, signal: ctl.signal, onProgress: (e) => { if (e.done === 2) ctl.abort(); } });
+    await expect(run).rejects.toBeInstanceOf(CancelledError);
+    const stoppedAt = a.step;
+    await a.close();
+    expect(stoppedAt).toBeGreaterThanOrEqual(2);
+    expect(stoppedAt).toBeLessThan(6);
+    const saved = await readCheckpoint(ck, a.manifest.params);
+    expect(saved.step).toBe(stoppedAt);
+
+    const b = await Trainer.load(art, { executionProviders: ["cpu"], checkpoint: ck });
+    expect(b.step).toBe(stoppedAt);
+    await b.fit(data, opts);
+    expect(b.step).toBe(6);
+    const got = b.params();
+    await b.close();
+    for (const [key, w] of want) expect(Array.from(got.get(key)!.data as Float32Array)).toEqual(Array.from(w.data as Float32Array));
+  });
+
+  it("learning-rate schedules equal transformers' get_*_schedule_with_warmup", () => {
+    const ref = runPythonJson<Record<string, number[]>>(`
+import json, torch
+from transformers import get_constant_schedule_with_warmup as c, get_linear_schedule_with_warmup as l, get_cosine_schedule_with_warmup as k
+out = {}
+for name, make in (("constant", lambda o: c(o, 3)), ("linear", lambda o: l(o, 3, 17)), ("cosine", lambda o: k(o, 3, 17))):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    s = make(opt); lrs = []
+    for _ in range(17):
+        lrs.append(opt.param_groups[0]["lr"]); opt.step(); s.step()
+    out[name] = lrs
+print(json.dumps(out))`);
+    for (const kind of ["constant", "linear", "cosine"] as const) {
+      const got = Array.from({ length: 17 }, (_, s) => learningRate({ kind, warmupSteps: 3 }, 0.1, s, 17));
+      expect(errors(got, ref[kind]!).maxAbs).toBeLessThan(1e-12);
+    }
+  });
+
+  it("refuses bad data and bad folders with typed errors naming the place", async () => {
+    const t = await Trainer.load(art, { executionProviders: ["cpu"] });
+    const bad: TrainExample[] = [{ input_ids: [1, 2, 3] }, { input_ids: [1, 500, 3] }];
+    await expect(t.fit(bad)).rejects.toThrow(/data\[1\]: input_ids\[1\]: expected an integer in \[0, 128\)/);
+    await expect(t.fit([{ input_ids: [1, 2], labels: [1] }])).rejects.toBeInstanceOf(LoraportError);
+    await expect(t.fit([{ input_ids: [1, 2, 3] }], { batchSize: 0 })).rejects.toThrow(/batchSize: expected a positive integer/);
+    await t.close();
+    await expect(Trainer.load(join(tmp.dir, "nowhere"))).rejects.toBeInstanceOf(FileMissingError);
+    expect(existsSync(join(art, "loraport-train.json"))).toBe(true);
+  });
+});
