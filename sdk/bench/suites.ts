@@ -1,4 +1,6 @@
+import { bridgeSuite } from "./bridge.js";
+import { ortSuite } from "./ort.js";
 import type { BenchSuite } from "./types.js";
 
 /** Every benchmark suite, one file each; `npm run bench -- --only NAME` runs one. */
-export const SUITES: readonly BenchSuite[] = [];
+export const SUITES: readonly BenchSuite[] = [bridgeSuite, ortSuite];

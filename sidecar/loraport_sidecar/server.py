@@ -23,7 +23,7 @@ import zmq
 from . import protocol as P
 from .handles import HandleTable
 from .registry import OPS, OpContext
-from .schemas import Schemas, first_error
+from .schemas import Schemas
 
 log = logging.getLogger("loraport_sidecar")
 
@@ -224,7 +224,7 @@ class Server:
             validator = self.schemas.kinds.get(kind) if kind in ("request", "cancel", "event") else None
             if validator is None:
                 raise P.ProtocolViolation(f"kind: expected request, cancel or event from the client, got {kind!r}", header.get("id"))
-            err = first_error(validator, header)
+            err = validator.error(header)
             if err:
                 raise P.ProtocolViolation(f"{kind} header: {err}", header.get("id"), header.get("method"))
             if kind == "cancel":
@@ -251,7 +251,7 @@ class Server:
         pv = self.schemas.params.get(method)
         if pv is None:
             raise P.ProtocolViolation(f"method: unknown method {method!r}; known: {', '.join(self.schemas.methods)}", rid, method)
-        err = first_error(pv, header["params"])
+        err = pv.error(header["params"])
         if err:
             raise P.ProtocolViolation(f"{method} params: {err}", rid, method)
         if method == "ping":  # answered here, even while the compute thread is busy
@@ -309,7 +309,7 @@ class Server:
             descs, frames = pack_tensors(out)
             header = P.result_header(req.id, req.method, result, descs)
             if self.config.validate_results:
-                err = first_error(self.schemas.results[req.method], result)
+                err = self.schemas.results[req.method].error(result)
                 if err:
                     raise AssertionError(f"{req.method} result breaks its schema: {err}")
             big = sum(d["nbytes"] for d in descs) >= self.config.bulk_threshold

@@ -68,6 +68,8 @@ class SidecarProcess:
                 self.proc.kill()
             self.proc.stdout.close()
             self.proc.stderr.close()
-        leftovers = os.listdir(self.dir)
-        os.rmdir(self.dir) if not leftovers else None
+        # The sidecar removes its socket files, and the folder when nothing else is in it.
+        leftovers = os.listdir(self.dir) if os.path.isdir(self.dir) else []
+        if os.path.isdir(self.dir) and not leftovers:
+            os.rmdir(self.dir)
         return leftovers

@@ -4,7 +4,7 @@ import msgpack
 import pytest
 
 from loraport_sidecar import protocol as P
-from loraport_sidecar.schemas import Schemas, first_error
+from loraport_sidecar.schemas import Schemas
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_every_method_schema_has_params_and_result(schemas):
 
 
 def test_valid_request_passes(schemas):
-    assert first_error(schemas.kinds["request"], req(tensors=[{"name": "x", "dtype": "F32", "shape": [2, 3], "nbytes": 24}])) is None
+    assert schemas.kinds["request"].error(req(tensors=[{"name": "x", "dtype": "F32", "shape": [2, 3], "nbytes": 24}])) is None
 
 
 @pytest.mark.parametrize("bad,where", [
@@ -37,15 +37,15 @@ def test_valid_request_passes(schemas):
     (req(extra=1), "(root)"),
 ])
 def test_invalid_request_names_the_field(schemas, bad, where):
-    err = first_error(schemas.kinds["request"], bad)
+    err = schemas.kinds["request"].error(bad)
     assert err is not None and err.startswith(where)
 
 
 def test_method_params_are_validated(schemas):
-    assert first_error(schemas.params["sleep"], {"ms": 5}) is None
-    assert "ms" in first_error(schemas.params["sleep"], {"ms": "five"})
-    assert first_error(schemas.params["loadModel"], {"source": {"kind": "builtin", "family": "gpt2"}}) is None
-    assert first_error(schemas.params["loadModel"], {"source": {"kind": "builtin", "family": "nope"}}) is not None
+    assert schemas.params["sleep"].error({"ms": 5}) is None
+    assert "ms" in schemas.params["sleep"].error({"ms": "five"})
+    assert schemas.params["loadModel"].error({"source": {"kind": "builtin", "family": "gpt2"}}) is None
+    assert schemas.params["loadModel"].error({"source": {"kind": "builtin", "family": "nope"}}) is not None
 
 
 def test_descriptor_nbytes_must_match_shape_and_frame():
@@ -77,4 +77,4 @@ def test_error_header_carries_type_and_traceback(schemas):
         h = P.error_header(3, "fail", e)
     assert h["error"]["type"] == "ValueError" and h["error"]["message"] == "boom"
     assert any("raise ValueError" in ln for ln in h["error"]["traceback"])
-    assert first_error(schemas.kinds["error"], h) is None
+    assert schemas.kinds["error"].error(h) is None

@@ -1,0 +1,103 @@
+/**
+ * The sidecar bridge: start-up time, small-call round trips (p50/p99), and tensor throughput each way for
+ * 1/64/256 MiB next to a plain memcpy of the same size measured in the same run (the physical limit).
+ * Run the whole bench with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` for Node's own receive buffers (the sidecar
+ * always gets it); the conditions line says which was used.
+ */
+import { Sidecar } from "../src/bridge/index.js";
+import { tensor } from "../src/tensor/index.js";
+import type { BenchOptions, BenchResult, BenchRow, BenchRatio, BenchSuite } from "./types.js";
+
+const MiB = 2 ** 20;
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+function median(xs: number[]): number {
+  return quantile([...xs].sort((a, b) => a - b), 0.5);
+}
+
+async function timeIt(reps: number, fn: () => Promise<unknown> | unknown): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+async function run(opts: BenchOptions): Promise<BenchResult> {
+  const log = (s: string) => opts.verbose && process.stderr.write(`  bridge: ${s}\n`);
+  const rows: BenchRow[] = [];
+  const ratios: BenchRatio[] = [];
+
+  // Start-up: spawn → READY → handshake answered (torch imported).
+  const starts: number[] = [];
+  for (let i = 0; i < (opts.quick ? 1 : 3); i++) {
+    const t0 = performance.now();
+    const s = await Sidecar.start();
+    starts.push(performance.now() - t0);
+    await s.close();
+  }
+  rows.push({ name: "sidecar start (spawn → handshake, torch imported)", values: { loraport: median(starts) / 1000 }, unit: "s" });
+  log(`start ${starts.map((x) => x.toFixed(0)).join(", ")} ms`);
+
+  await using sc = await Sidecar.start();
+  // Small calls, one in flight: ping (IO thread) and a 1 KiB echo (through the compute thread).
+  const n = opts.quick ? 500 : 3000;
+  for (let i = 0; i < 200; i++) await sc.call("ping", {});
+  const pings = (await timeIt(n, () => sc.call("ping", {}))).sort((a, b) => a - b);
+  const small = tensor("U8", [1024]);
+  for (let i = 0; i < 200; i++) await sc.call("echo", {}, [small]);
+  const echos = (await timeIt(n, () => sc.call("echo", {}, [small]))).sort((a, b) => a - b);
+  rows.push({ name: "small call round trip: ping (p50)", values: { loraport: quantile(pings, 0.5) * 1000 }, unit: "µs" });
+  rows.push({ name: "small call round trip: ping (p99)", values: { loraport: quantile(pings, 0.99) * 1000 }, unit: "µs" });
+  rows.push({ name: "small call round trip: 1 KiB echo via compute thread (p50)", values: { loraport: quantile(echos, 0.5) * 1000 }, unit: "µs" });
+  rows.push({ name: "small call round trip: 1 KiB echo via compute thread (p99)", values: { loraport: quantile(echos, 0.99) * 1000 }, unit: "µs" });
+  ratios.push({ name: "ping p50 / 150 µs target", ratio: (quantile(pings, 0.5) * 1000) / 150, target: 1, note: "≤ 1 meets the issue's target" });
+  ratios.push({ name: "1 KiB echo p50 / 150 µs target", ratio: (quantile(echos, 0.5) * 1000) / 150, target: 1 });
+
+  // Throughput: one tensor up (Node → Python, tiny ack) and down (Python → Node, from a buffer the sidecar keeps).
+  for (const mib of opts.quick ? [1, 64] : [1, 64, 256]) {
+    const bytes = mib * MiB;
+    const reps = mib >= 256 ? 5 : mib >= 64 ? 8 : 40;
+    const payload = new Uint8Array(bytes).fill(3);
+    const t = tensor("U8", [bytes], payload);
+    await sc.call("echo", { echo: false }, [t]);
+    const up = median(await timeIt(reps, () => sc.call("echo", { echo: false }, [t])));
+    await sc.call("generate", { nbytes: bytes });
+    const down = median(await timeIt(reps, () => sc.call("generate", { nbytes: bytes })));
+    // The physical limit: copying the same bytes into a buffer that already exists, and into a fresh one.
+    const dst = Buffer.allocUnsafe(bytes);
+    const memcpy = median(await timeIt(reps, () => dst.set(payload)));
+    const fresh = median(await timeIt(reps, () => Buffer.from(payload)));
+    const gbs = (ms: number) => bytes / (ms / 1000) / 1e9;
+    rows.push({
+      name: `${mib} MiB tensor`,
+      values: { "Node→Py": gbs(up), "Py→Node": gbs(down), memcpy: gbs(memcpy), "alloc+copy": gbs(fresh) },
+      unit: "GB/s",
+    });
+    log(`${mib} MiB: up ${up.toFixed(1)} ms, down ${down.toFixed(1)} ms, memcpy ${memcpy.toFixed(2)} ms`);
+    if (mib === 256 || (opts.quick && mib === 64)) {
+      ratios.push({ name: `Node→Py ${mib} MiB / 4 GB/s target`, ratio: gbs(up) / 4, target: 1, higherIsBetter: true });
+      ratios.push({ name: `Py→Node ${mib} MiB / 4 GB/s target`, ratio: gbs(down) / 4, target: 1, higherIsBetter: true });
+      ratios.push({ name: `Node→Py ${mib} MiB / memcpy`, ratio: gbs(up) / gbs(memcpy), higherIsBetter: true, note: "fraction of the physical limit" });
+    }
+  }
+  return {
+    suite: "bridge",
+    rows,
+    ratios,
+    conditions: {
+      transport: "ipc (control + bulk Dealer/ROUTER), multipart raw frames",
+      "Node GLIBC_TUNABLES": process.env["GLIBC_TUNABLES"] ?? "unset",
+      "sidecar GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
+      torch: sc.capabilities.torch,
+      cpus: (await import("node:os")).cpus().length,
+    },
+  };
+}
+
+export const bridgeSuite: BenchSuite = { name: "bridge", run };
