@@ -1,5 +1,6 @@
 import type { DemoStep } from "./step.js";
 import { ortStep } from "./ort-step.js";
+import { sidecarStep } from "./sidecar-step.js";
 
 /** The demo's steps in order: formats → adapters → sidecar → ONNX Runtime → training. */
-export const DEMO_STEPS: readonly DemoStep[] = [ortStep];
+export const DEMO_STEPS: readonly DemoStep[] = [sidecarStep, ortStep];
