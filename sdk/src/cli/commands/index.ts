@@ -2,8 +2,9 @@ import type { Command } from "commander";
 import { registerConformance } from "./conformance.js";
 import { registerDemo } from "./demo.js";
 import { registerExport } from "./export.js";
+import { registerMerge } from "./merge.js";
 import { registerRun } from "./run.js";
 import { registerVerify } from "./verify.js";
 
 /** Every CLI command registers itself here, one file per command. */
-export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerExport, registerRun, registerConformance, registerVerify];
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerMerge, registerExport, registerRun, registerConformance, registerVerify];
