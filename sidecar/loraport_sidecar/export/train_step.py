@@ -340,8 +340,13 @@ def gradient_check(folder: str, art: Artifact, model: torch.nn.Module, values: l
 def export_train_step(out: str, *, base: str | None = None, builtin: str | None = None, builtin_config: dict | None = None,
                       adapter: str | None = None, task: str | None = None, r: int = 8, alpha: float = 16.0,
                       target_modules: Sequence[str] | None = None, adamw: AdamWSettings = AdamWSettings(), seed: int = 0,
-                      log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
-    """Write the artifact folder `out`; returns the manifest. Raises ExportCheckError when a gate fails."""
+                      log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+                      progress: Callable[[int, int, str], None] = lambda done, total, message: None) -> dict:
+    """Write the artifact folder `out`; returns the manifest. Raises ExportCheckError when a gate fails.
+
+    `progress(done, total, message)` is called before each stage (five graphs, then the checks); it may raise to
+    cancel (the temp folder is removed).
+    """
     t_start = time.perf_counter()
     torch.set_grad_enabled(True)
     base_model, source = load_base(base, builtin, builtin_config)
@@ -379,7 +384,9 @@ def export_train_step(out: str, *, base: str | None = None, builtin: str | None 
             "forward": [*ex["p"], *batch_args[:2]],
         }
         graphs_out: dict[str, dict] = {}
-        for name, spec in art.graphs().items():
+        stages = len(art.graphs()) + 1
+        for i, (name, spec) in enumerate(art.graphs().items()):
+            progress(i, stages, f"tracing and exporting {name}.onnx")
             t0 = time.perf_counter()
             gm = trace(spec["fn"], args_of[name])
             path = os.path.join(tmp, f"{name}.onnx")
@@ -390,6 +397,7 @@ def export_train_step(out: str, *, base: str | None = None, builtin: str | None 
                                 "ir_version": info["ir_version"], "opset": info["opset"], "nodes": info["nodes"],
                                 "op_types": info["op_types"], "export_seconds": round(time.perf_counter() - t0, 2)}
             log(f"exported {name}.onnx ({info['nodes']} nodes, {graphs_out[name]['export_seconds']} s)")
+        progress(stages - 1, stages, "checking gradients and the AdamW update against PyTorch")
         checks = gradient_check(tmp, art, model, vals, vocab, num_labels, adamw)
         log("gradient check passed: max rel " + ", ".join(f"{c['graph']}{c['shape']} {c['grad_max_rel_err']:.2e}" for c in checks))
         update = update_check(tmp, art, model, vals, vocab, num_labels, adamw)
@@ -402,6 +410,7 @@ def export_train_step(out: str, *, base: str | None = None, builtin: str | None 
         with open(os.path.join(tmp, "loraport-train.json"), "w") as f:
             json.dump(manifest, f, indent=2)
         replace_folder(tmp, out)
+        progress(stages, stages, "done")
         return manifest
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -105,6 +105,77 @@ export interface ExportOnnxResult {
 }
 
 /**
+ * exportTrainStep params. Export a LoRA train-step artifact into 'out' (atomically): train_step.onnx (forward, loss, backward, AdamW), grad_step.onnx + apply_step.onnx (gradient accumulation), eval.onnx, forward.onnx, initial_adapter/ (PEFT folder) and loraport-train.json (schemas/train-manifest.schema.json). Fails unless every graph is ai.onnx-only with IR <= 13 and no NegativeLogLikelihoodLoss, and step-1 gradients and the first AdamW update equal PyTorch's on masked-label batches. No tensors in or out. Progress events: phase 'export', unit 'stages'.
+ */
+export interface ExportTrainStepParams {
+  /**
+   * A Hugging Face model folder (config.json + weights).
+   */
+  base?: string;
+  /**
+   * A seeded tiny model from loraport_sidecar.reference.tiny_models (instead of base).
+   */
+  builtin?: "gpt2" | "llama" | "roberta";
+  /**
+   * Keyword arguments for the builtin builder (e.g. n_embd, n_layer).
+   */
+  builtinConfig?: {
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * Output folder; an existing artifact there is replaced only after success.
+   */
+  out: string;
+  /**
+   * Start from this PEFT adapter folder instead of PEFT's default init.
+   */
+  adapter?: string;
+  /**
+   * Default: seq-cls for *ForSequenceClassification models, else causal-lm.
+   */
+  task?: "causal-lm" | "seq-cls";
+  lora?: {
+    r?: number;
+    alpha?: number;
+    /**
+     * PEFT list form; default: PEFT's per-architecture default.
+     */
+    targetModules?: string[];
+  };
+  /**
+   * torch.optim.AdamW constants baked into the graphs (lr is a graph input).
+   */
+  optimizer?: {
+    beta1?: number;
+    beta2?: number;
+    eps?: number;
+    weightDecay?: number;
+  };
+  /**
+   * Seed of PEFT's default init (lora_A draws from torch's RNG).
+   */
+  seed?: number;
+}
+
+export interface ExportTrainStepResult {
+  out: string;
+  task: "causal-lm" | "seq-cls";
+  /**
+   * Trainable tensors (LoRA A/B, modules_to_save).
+   */
+  params: number;
+  /**
+   * Worst step-1 gradient relative error vs PyTorch autograd over the checked shapes.
+   */
+  gradMaxRelErr: number;
+  /**
+   * Worst parameter difference after one step vs torch.optim.AdamW.
+   */
+  updateMaxAbsErr: number;
+  seconds: number;
+}
+
+/**
  * fail params. Diagnostics: raise a Python exception of the given builtin type with the message (tests that tracebacks reach TS).
  */
 export interface FailParams {
@@ -311,6 +382,7 @@ export interface MethodMap {
   attachAdapter: { params: AttachAdapterParams; result: AttachAdapterResult };
   echo: { params: EchoParams; result: EchoResult };
   exportOnnx: { params: ExportOnnxParams; result: ExportOnnxResult };
+  exportTrainStep: { params: ExportTrainStepParams; result: ExportTrainStepResult };
   fail: { params: FailParams; result: FailResult };
   forward: { params: ForwardParams; result: ForwardResult };
   generate: { params: GenerateParams; result: GenerateResult };
@@ -326,4 +398,4 @@ export interface MethodMap {
 
 export type MethodName = keyof MethodMap;
 
-export const METHOD_NAMES: readonly MethodName[] = ["attachAdapter","echo","exportOnnx","fail","forward","generate","getTensors","hello","loadModel","mergeAndUnload","ping","releaseModel","saveAdapter","sleep"];
+export const METHOD_NAMES: readonly MethodName[] = ["attachAdapter","echo","exportOnnx","exportTrainStep","fail","forward","generate","getTensors","hello","loadModel","mergeAndUnload","ping","releaseModel","saveAdapter","sleep"];

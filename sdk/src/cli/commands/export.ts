@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { LoraportError } from "../../errors.js";
 import { exportInference } from "./export-inference.js";
+import { addTrainStepOptions, exportTrainStepCli } from "./export-train-step.js";
 
 /** What every `loraport export --mode X` branch receives (the parsed options, as commander gives them). */
 export interface ExportCliOptions {
@@ -23,11 +24,12 @@ export type ExportModeHandler = (opts: ExportCliOptions) => Promise<void>;
 export const EXPORT_MODES: Readonly<Record<string, ExportModeHandler>> = {
   "adapter-inputs": exportInference,
   merged: exportInference,
+  "train-step": exportTrainStepCli,
 };
 
 /** `loraport export`: a base model to ONNX for `loraport run` / `LoraModel` (through the sidecar). */
 export function registerExport(program: Command): void {
-  program
+  const cmd = program
     .command("export")
     .description("export a Hugging Face base model to ONNX (LoRA factors as graph inputs, or an adapter merged in)")
     .requiredOption("--base <dir>", "Hugging Face model folder (config.json + weights)")
@@ -38,8 +40,8 @@ export function registerExport(program: Command): void {
     .option("--external-data <when>", "weights as external data: auto | yes | no", "auto")
     .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
     .option("--preset <name>", "loralib checkpoints: hyper-parameter preset (e.g. gpt2-medium-e2e)")
-    .option("--json", "print the result as JSON")
-    .action(async (opts: ExportCliOptions) => {
+    .option("--json", "print the result as JSON");
+  addTrainStepOptions(cmd).action(async (opts: ExportCliOptions) => {
       const handler = EXPORT_MODES[opts.mode];
       if (!handler) throw new LoraportError("E_USAGE", `--mode ${opts.mode}: expected one of ${Object.keys(EXPORT_MODES).join(", ")}`);
       await handler(opts);

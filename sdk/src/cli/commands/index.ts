@@ -4,7 +4,8 @@ import { registerDemo } from "./demo.js";
 import { registerExport } from "./export.js";
 import { registerMerge } from "./merge.js";
 import { registerRun } from "./run.js";
+import { registerTrain } from "./train.js";
 import { registerVerify } from "./verify.js";
 
 /** Every CLI command registers itself here, one file per command. */
-export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerMerge, registerExport, registerRun, registerConformance, registerVerify];
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerMerge, registerExport, registerRun, registerTrain, registerConformance, registerVerify];
