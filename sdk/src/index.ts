@@ -10,3 +10,4 @@ export * from "./adapter/index.js";
 export * from "./runtime/index.js";
 export * from "./bridge/index.js";
 export * from "./conformance/index.js";
+export * from "./training/index.js";

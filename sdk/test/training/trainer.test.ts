@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CancelledError, FileMissingError, LoraportError } from "../../src/errors.js";
-import { learningRate, readCheckpoint, Trainer, type TrainExample } from "../../src/training/index.js";
+import { learningRate, readTrainCheckpoint as readCheckpoint, Trainer, type TrainExample } from "../../src/training/index.js";
 import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
 import { errors, exportArtifact, seededExamples, TORCH_REFERENCE } from "./helpers.js";
 
