@@ -3,7 +3,7 @@
  * - `ts.merge`: loraport's TS merge of the case's adapter into the base weights (per adapted module);
  * - `ts.convert`: loraport's loralib → PEFT converter, whose output PEFT then merges (`peft.merge[ts-converted]`);
  * - `ort.adapter-inputs` / `ort.merged`: the exported model in ONNX Runtime (outputs per input batch).
- * A backend whose module is not (yet) in this build reports why, and its pairs are reported "not run".
+ * A backend that refuses a feature (UnsupportedFeatureError) makes its pairs "not run" with the reason.
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -11,6 +11,8 @@ import { LoraportError } from "../errors.js";
 import type { TensorSource } from "../formats/safetensors/index.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { tensor, toFloat32 } from "../tensor/tensor-impl.js";
+import { convertLoralibToPeft, mergeWeight, readLoralibCheckpoint, readPeftAdapter, resolveModule, writePeftAdapter } from "../adapter/index.js";
+import { LoraModel } from "../runtime/index.js";
 import type { CaseFile } from "./case.js";
 import { pythonPath, type ReferenceManifest } from "./reference-side.js";
 
@@ -24,46 +26,10 @@ export interface BackendContext {
   readonly workDir: string;
 }
 
-// Modules built concurrently by other parts of loraport are loaded by name, so this engine compiles and reports
-// "not available" until they exist; once they do, the same code path uses them.
-type AnyModule = Record<string, unknown>;
-async function optionalModule(spec: string): Promise<AnyModule | undefined> {
-  try {
-    return (await import(spec)) as AnyModule;
-  } catch {
-    return undefined;
-  }
-}
-const ADAPTER_MODULE = "../adapter/index.js";
-const RUNTIME_MODULE = "../runtime/index.js";
-
-type Fn = (...args: never[]) => unknown;
-function fn<T extends Fn>(mod: AnyModule | undefined, name: string): T | undefined {
-  const f = mod?.[name];
-  return typeof f === "function" ? (f as T) : undefined;
-}
-
-interface AdapterLike {
-  readonly config: unknown;
-  readonly modules: ReadonlyMap<string, unknown>;
-  readonly extraTensors: ReadonlyMap<string, Tensor>;
-}
-
-async function readAdapter(dir: string): Promise<AdapterLike | { notRun: string }> {
-  const read = fn<(dir: string) => Promise<{ adapter: AdapterLike }>>(await optionalModule(ADAPTER_MODULE), "readPeftAdapter");
-  if (!read) return { notRun: "backend not available: loraport's PEFT reader (readPeftAdapter in sdk/src/adapter) is not in this build" };
-  return (await read(dir)).adapter;
-}
-
 /** `ts.merge`: merge every adapted module of the adapter (PEFT folder) into the reference's base weights. */
 export async function tsMerge(ctx: BackendContext, adapterDir: string | undefined): Promise<BackendOutput> {
-  if (!adapterDir) return { notRun: "backend not available: no PEFT adapter for loraport to merge (loralib checkpoints need loraport's converter)" };
-  const mod = await optionalModule(ADAPTER_MODULE);
-  const mergeWeight = fn<(base: Tensor, m: unknown, scaling: number, o: { module: string }) => Tensor>(mod, "mergeWeight");
-  const resolveModule = fn<(config: unknown, name: string) => { scaling: number }>(mod, "resolveModule");
-  if (!mergeWeight || !resolveModule) return { notRun: "backend not available: loraport's merge (mergeWeight in sdk/src/adapter) is not in this build" };
-  const adapter = await readAdapter(adapterDir);
-  if ("notRun" in adapter) return adapter;
+  if (!adapterDir) return { notRun: "not applicable: no PEFT adapter for loraport to merge" };
+  const { adapter } = await readPeftAdapter(adapterDir);
   const out = new Map<string, Tensor>();
   for (const [name, m] of adapter.modules) {
     const key = `base/${name}.weight`;
@@ -77,19 +43,20 @@ export async function tsMerge(ctx: BackendContext, adapterDir: string | undefine
 }
 
 /**
- * `ts.convert`: loraport's loralib → PEFT conversion of the case's loralib checkpoint, written as a PEFT folder
- * (the reference side then loads it into real PEFT). Returns the folder or why it could not run.
+ * `ts.convert`: loraport's loralib → PEFT conversion of the case's loralib checkpoint (hyper-parameters from the
+ * case file), written as a PEFT folder that the reference side loads into real PEFT and `ts.merge` merges.
  */
-export async function tsConvert(caseFile: CaseFile, checkpoint: string, outDir: string): Promise<{ dir: string } | { notRun: string }> {
-  const mod = await optionalModule(ADAPTER_MODULE);
-  const load = fn<(path: string, opts: Record<string, unknown>) => Promise<unknown>>(mod, "loadLoralibCheckpoint");
-  const convert = fn<(ckpt: unknown, opts?: Record<string, unknown>) => AdapterLike | Promise<AdapterLike>>(mod, "loralibToPeft");
-  const write = fn<(dir: string, adapter: AdapterLike) => Promise<void>>(mod, "writePeftAdapter");
-  if (!load || !convert || !write) return { notRun: "backend not available: loraport's loralib converter (loadLoralibCheckpoint / loralibToPeft / writePeftAdapter in sdk/src/adapter) is not in this build" };
-  const a = caseFile.adapter as Record<string, unknown>;
-  const ckpt = await load(checkpoint, { r: a["r"], loraAlpha: a["lora_alpha"], enableLora: a["enable_lora"], fanInFanOut: a["fan_in_fan_out"], targets: a["targets"] });
-  await write(outDir, await convert(ckpt));
-  return { dir: outDir };
+export async function tsConvert(caseFile: CaseFile, checkpoint: string, outDir: string): Promise<{ dir: string; lines: readonly string[] } | { notRun: string }> {
+  const a = caseFile.adapter as { r?: number; lora_alpha?: number; enable_lora?: boolean[] | null; fan_in_fan_out?: boolean };
+  const ckpt = await readLoralibCheckpoint(checkpoint);
+  const { adapter, report } = convertLoralibToPeft(ckpt, {
+    ...(a.r !== undefined ? { r: a.r } : {}),
+    ...(a.lora_alpha !== undefined ? { alpha: a.lora_alpha } : {}),
+    enableLora: a.enable_lora ?? [], // [] = plain lora.Linear, as the case file says
+    fanInFanOut: a.fan_in_fan_out ?? false,
+  });
+  await writePeftAdapter(outDir, adapter);
+  return { dir: outDir, lines: report.lines };
 }
 
 function runExporter(args: readonly string[]): Promise<void> {
@@ -102,21 +69,11 @@ function runExporter(args: readonly string[]): Promise<void> {
   });
 }
 
-interface LoraModelLike {
-  registerAdapter(name: string, adapter: unknown): Promise<void>;
-  run(inputs: { inputIds: number[][]; attentionMask: number[][] }, opts?: { adapter?: string | null }): Promise<{ logits: Tensor }>;
-  close(): Promise<void>;
-}
-
 /** Outputs of the reference's inputs through ONNX Runtime (adapter-inputs or merged export). */
 export async function ortForward(ctx: BackendContext, mode: "adapter-inputs" | "merged", adapterDir: string | undefined): Promise<BackendOutput> {
-  const runtime = await optionalModule(RUNTIME_MODULE);
-  const LoraModel = runtime?.["LoraModel"] as { load(dir: string): Promise<LoraModelLike> } | undefined;
-  if (!LoraModel || typeof LoraModel.load !== "function") return { notRun: "backend not available: loraport's ONNX Runtime engine (LoraModel in sdk/src/runtime) is not in this build" };
   if (!ctx.manifest.base_model_dir) return { notRun: "not applicable: this case's base is not a transformers model the exporter takes" };
   if (!adapterDir) return { notRun: "not applicable: no PEFT adapter for this case" };
-  const adapter = await readAdapter(adapterDir);
-  if ("notRun" in adapter) return adapter;
+  const { adapter } = await readPeftAdapter(adapterDir);
   const exportError = ctx.manifest.onnx_errors?.[mode];
   if (exportError) throw new LoraportError("E_EXPORT", `ONNX export (${mode}) failed: ${exportError}`);
   let out = ctx.manifest.onnx?.[mode];

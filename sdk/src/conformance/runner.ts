@@ -63,9 +63,10 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
           results.push(...c.pairs.map((p) => notRun(c, p, `reference file missing: ${err.message}`)));
           continue;
         }
-        const conv = await tsConvert(c, path, join(out, "ts_adapter"));
+        const conv = await convertSafely(c, path, join(out, "ts_adapter"));
         if ("notRun" in conv) convertNotRun.set(c.id, conv.notRun);
         else {
+          notes.push(...conv.lines.map((l) => `loraport convert: ${l}`));
           jobs.push({ index, case: c.path, out, ts_adapter: conv.dir, ts_adapter_forward: conv.dir, ...onnxModes(c) });
           continue;
         }
@@ -77,7 +78,7 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
     progress({ phase: "reference", done: 0, total: jobs.length, unit: "cases" });
     let done = 0;
     const refOpts = { referenceDir: refDir, onDone: () => progress({ phase: "reference", done: ++done, total: jobs.length, unit: "cases" }), ...(options.base ? { base: options.base } : {}) };
-    const outcomes = await runReferenceJobs(jobs, work, refOpts);
+    const outcomes = jobs.length ? await runReferenceJobs(jobs, work, refOpts) : [];
 
     // 3. Generated loralib checkpoints exist only now: convert them with loraport and let PEFT load the result.
     const second: Array<ReferenceJob & { index: number }> = [];
@@ -85,7 +86,7 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
       const c = cases[job.index]!;
       const o = outcomes[j]!;
       if (c.adapter.source !== "loralib" || !("manifest" in o) || !o.manifest.adapters["loralib"]) continue;
-      const conv = await tsConvert(c, o.manifest.adapters["loralib"], join(job.out, "ts_adapter"));
+      const conv = await convertSafely(c, o.manifest.adapters["loralib"], join(job.out, "ts_adapter"));
       if ("notRun" in conv) convertNotRun.set(c.id, conv.notRun);
       else second.push({ ...job, ts_adapter: conv.dir });
     }
@@ -112,6 +113,21 @@ export function buildReport(kind: ConformanceReport["kind"], results: PairResult
   const totals = totalsOf(results);
   return { schema: "loraport-conformance-report/1", kind, created: new Date().toISOString(), settings, case_notes: caseNotes, cases: results, totals, passed: totals.failed === 0 };
 }
+
+/**
+ * loraport's conversion of a loralib checkpoint; a refusal or an error becomes the reason its pairs report
+ * (an UnsupportedFeatureError → not run; any other error → the pairs fail with the message).
+ */
+async function convertSafely(c: CaseFile, checkpoint: string, outDir: string): Promise<{ dir: string; lines: readonly string[] } | { notRun: string }> {
+  try {
+    return await tsConvert(c, checkpoint, outDir);
+  } catch (err) {
+    if (err instanceof UnsupportedFeatureError) return { notRun: `not supported by loraport's converter: ${err.message}` };
+    return { notRun: `${CONVERT_FAILED}${err instanceof Error ? err.message : String(err)}` };
+  }
+}
+
+const CONVERT_FAILED = "loraport's converter failed: ";
 
 /** The ONNX exports a case's pairs need (made by the reference process, which has the base loaded already). */
 function onnxModes(c: CaseFile): { onnx?: string[] } {
@@ -165,6 +181,12 @@ function sideError(err: unknown): BackendOutput {
   return { failed: err instanceof Error ? err.message : String(err) } as unknown as BackendOutput;
 }
 
+/** A conversion that failed fails its pairs; one that was refused or could not run leaves them not run. */
+function convertOutcome(reason: string): BackendOutput {
+  if (reason.startsWith(CONVERT_FAILED)) throw new Error(reason);
+  return { notRun: reason };
+}
+
 /** The tensors of one side: from the reference file, or from one of loraport's backends. */
 async function produce(ctx: BackendContext, name: string, kind: BackendPair["kind"], convertNotRun: string | undefined): Promise<BackendOutput> {
   const m = ctx.manifest;
@@ -179,7 +201,7 @@ async function produce(ctx: BackendContext, name: string, kind: BackendPair["kin
   switch (name) {
     case "ts.merge": {
       // PEFT cases: the adapter PEFT wrote; loralib and published cases: loraport's own conversion of the checkpoint.
-      if (ctx.caseFile.adapter.source !== "peft" && convertNotRun) return { notRun: convertNotRun };
+      if (ctx.caseFile.adapter.source !== "peft" && convertNotRun) return convertOutcome(convertNotRun);
       return tsMerge(ctx, ctx.caseFile.adapter.source === "peft" ? m.adapters["peft"] : join(ctx.workDir, "ts_adapter"));
     }
     case "ort.adapter-inputs":
@@ -187,7 +209,7 @@ async function produce(ctx: BackendContext, name: string, kind: BackendPair["kin
     case "ort.merged":
       return ortForward(ctx, "merged", peftDir);
   }
-  if (name.includes("[ts-converted]")) return { notRun: convertNotRun ?? "not produced by the reference side" };
+  if (name.includes("[ts-converted]")) return convertOutcome(convertNotRun ?? "not produced by the reference side");
   return { notRun: `not produced: backend '${name}' is not known to the runner or the reference side for this case` };
 }
 
