@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Sidecar } from "../../src/bridge/index.js";
 import { tensor, type Tensor } from "../../src/tensor/index.js";
 import { REPO_ROOT, runPython, tempDir } from "../helpers/python.js";
+import { requireReference } from "../helpers/reference.js";
 
 const TOL = 1e-5;
 let sc: Sidecar;
@@ -102,6 +103,27 @@ describe("sidecar parity with direct PyTorch", () => {
     expect(att).toMatchObject({ kind: "loralib", loraModules: 2, missingKeys: [] });
     const { logits } = await model.forward(inputs);
     expect(compare("gpt2 loralib", logits!, readF32("ref_gpt2_loralib.f32")).maxAbs).toBeLessThanOrEqual(TOL);
+  });
+
+  it("the published GPT-2 Medium E2E checkpoint (loralib MergedLinear on c_attn, r=4, alpha=32) on a GPT-2-Medium-shaped model", async () => {
+    const ckpt = requireReference("gpt2_md_lora_e2e.pt");
+    if (!ckpt) return;
+    // GPT-2 Medium's layer shapes (24 × 1024, 16 heads) with a small vocabulary: same c_attn arithmetic, ~300M parameters.
+    const kwargs = { n_embd: 1024, n_layer: 24, n_head: 16, vocab_size: 128, n_positions: 64 };
+    runPython(`
+import sys, torch
+from loraport_sidecar.reference import loralib_wiring, tiny_models
+ids = torch.frombuffer(bytearray(open(sys.argv[1] + "/input_ids.i64", "rb").read()), dtype=torch.int64).reshape(2, 7)
+m = loralib_wiring.apply_loralib(tiny_models.gpt2(${Object.entries(kwargs).map(([k, v]) => `${k}=${v}`).join(", ")}), targets=["c_attn"], r=4, lora_alpha=32, enable_lora=[True, False, True])
+loralib_wiring.load_loralib_state(m, torch.load(sys.argv[2], map_location="cpu", weights_only=True))
+with torch.no_grad():
+    open(sys.argv[1] + "/ref_gpt2md_e2e.f32", "wb").write(m.eval()(input_ids=ids).logits.contiguous().numpy().tobytes())
+`, [tmp.dir, ckpt]);
+    await using model = await sc.loadModel({ source: { kind: "builtin", family: "gpt2", kwargs } });
+    const att = await model.attachAdapter({ kind: "loralib", path: ckpt, r: 4, alpha: 32, enableLora: [true, false, true], fanInFanOut: true });
+    expect(att).toMatchObject({ kind: "loralib", loraModules: 24, missingKeys: [] });
+    const { logits } = await model.forward({ input_ids: inputs["input_ids"]! });
+    expect(compare("gpt2-medium-shaped + published E2E checkpoint", logits!, readF32("ref_gpt2md_e2e.f32")).maxAbs).toBeLessThanOrEqual(TOL);
   });
 
   it("bad requests are typed errors naming the problem", async () => {
