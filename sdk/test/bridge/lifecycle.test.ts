@@ -9,7 +9,7 @@ import { Dealer } from "zeromq";
 import { encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { SidecarError, SidecarExitedError, TimeoutError } from "../../src/errors.js";
-import { Sidecar } from "../../src/bridge/index.js";
+import { ModelHandle, Sidecar } from "../../src/bridge/index.js";
 import { tensor } from "../../src/tensor/index.js";
 import { REPO_ROOT } from "../helpers/python.js";
 
@@ -59,7 +59,8 @@ describe("sidecar lifecycle", () => {
   it("a call that ignores cancellation gets the sidecar killed; with restartOnExit the next call starts a new one", async () => {
     const sc = await Sidecar.start({ restartOnExit: true, cancelGraceMs: 500, forceKillAfterMs: 500 });
     const first = sc.pid!;
-    const model = await sc.loadModel({ source: { kind: "builtin", family: "gpt2", kwargs: { n_layer: 1 } } });
+    // A handle of this first session (no model needed: the check is on the TS side).
+    const model = new ModelHandle(sc, { handle: "m1", architecture: "none", numParameters: 0, dtype: "F32", device: "cpu" }, sc.sessionGeneration);
     const stuck = sc.call("sleep", { ms: 30_000, ignoreCancel: true }, undefined, { timeoutMs: 200 });
     const queued = sc.call("echo", {});
     await expect(stuck).rejects.toBeInstanceOf(TimeoutError);
