@@ -7,7 +7,7 @@ Adding an op = a module in ``loraport_sidecar/ops/`` with ``@op("name")`` handle
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .protocol import Cancelled, DeadlineExceeded
@@ -43,6 +43,7 @@ class OpContext:
     _cancelled: Callable[[], bool]
     _send_progress: Callable[[str, float, float | None, str | None, str | None], None]
     deadline: float | None = None  # ms since epoch
+    limits: dict = field(default_factory=dict)  # the sidecar's message limits (maxMessageBytes, maxHeaderBytes)
     _last_progress: float = 0.0
 
     def named_tensors(self, tensors: list) -> dict[str, Any]:

@@ -294,8 +294,7 @@ class Server:
             send(P.progress_header(req.id, phase, done, total, unit, message), [])
 
         ctx = OpContext(req.id, req.method, [d.get("name") for d in req.descriptors], self.models,
-                        lambda: req.id in self._cancelled, progress, req.deadline)
-        ctx.limits = self.limits  # type: ignore[attr-defined]
+                        lambda: req.id in self._cancelled, progress, req.deadline, self.limits)
         try:
             if self.ops_error is not None:
                 raise RuntimeError(f"the sidecar's ops failed to load: {self.ops_error!r}") from self.ops_error

@@ -12,8 +12,6 @@ import type { TensorsIn } from "./internal/codec.js";
 import type { CallOptions, CallResult } from "./options.js";
 import type { Sidecar } from "./sidecar.js";
 
-type Distribute<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
 // Handles forgotten without release() are released when collected (the sidecar may be gone by then: ignored).
 const finalizer = new FinalizationRegistry<{ sc: WeakRef<Sidecar>; handle: string; generation: number }>((held) => {
   const sc = held.sc.deref();
@@ -52,7 +50,7 @@ export class ModelHandle implements AsyncDisposable {
   }
 
   /** Run the model (eval, no grad). Inputs by forward-argument name; returns the requested outputs by name. */
-  async forward(inputs: Readonly<Record<string, Tensor>>, params: Distribute<Omit<ForwardParams, "handle">, never> = {}, opts?: CallOptions): Promise<Readonly<Record<string, Tensor>>> {
+  async forward(inputs: Readonly<Record<string, Tensor>>, params: Omit<ForwardParams, "handle"> = {}, opts?: CallOptions): Promise<Readonly<Record<string, Tensor>>> {
     this.check();
     return (await this.sc.call("forward", { handle: this.handle, ...params }, inputs, opts)).named;
   }

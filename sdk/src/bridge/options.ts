@@ -7,9 +7,13 @@ export interface SidecarOptions {
   readonly python?: string;
   /** The folder holding `sidecar/` and `schemas/`; default: found above the SDK's own files. */
   readonly root?: string;
-  /** `ipc` (default): Unix sockets in a private 0700 folder. `tcp`: 127.0.0.1 with CURVE keys. */
+  /** `ipc` (default; not on Windows): Unix sockets in a private 0700 folder. `tcp`: 127.0.0.1 with CURVE keys. */
   readonly transport?: "ipc" | "tcp";
-  /** Extra environment for the sidecar. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` is set unless overridden here. */
+  /**
+   * Extra environment for the sidecar. `glibc.malloc.hugetlb=1` is added to GLIBC_TUNABLES unless overridden here
+   * (large receive buffers are page-fault bound). For fast Python → Node transfers start Node itself with
+   * `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` too.
+   */
   readonly env?: Readonly<Record<string, string>>;
   /** Spawn → handshake answered (torch imported), default 120 000 ms. */
   readonly startTimeoutMs?: number;

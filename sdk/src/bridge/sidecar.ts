@@ -84,7 +84,10 @@ export class Sidecar implements AsyncDisposable {
 
   // ---- calls ---------------------------------------------------------------------------------------
 
-  /** Call any sidecar op: typed for the methods in `schemas/methods/`, untyped for others. */
+  /**
+   * Call any sidecar op: typed for the methods in `schemas/methods/`, untyped for others. Tensors are sent without
+   * copying: do not modify their data until the returned promise settles.
+   */
   call<M extends MethodName>(method: M, params: MethodMap[M]["params"], tensors?: TensorsIn, opts?: CallOptions): Promise<CallResult<MethodMap[M]["result"]>>;
   call(method: string, params: object, tensors?: TensorsIn, opts?: CallOptions): Promise<CallResult<Record<string, unknown>>>;
   async call(method: string, params: object, tensors?: TensorsIn, opts: CallOptions = {}): Promise<CallResult<unknown>> {
@@ -122,7 +125,8 @@ export class Sidecar implements AsyncDisposable {
     if (endianness() !== "LE") throw new ProtocolError("the wire format is little-endian; this host is big-endian");
     const root = resolveRoot(this.opts.root);
     const python = this.opts.python ?? defaultPython(root);
-    const endpoints = planEndpoints(this.opts.transport ?? "ipc");
+    // libzmq has no ipc:// on Windows.
+    const endpoints = planEndpoints(this.opts.transport ?? (process.platform === "win32" ? "tcp" : "ipc"));
     const maxMessageBytes = this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const bulkThreshold = this.opts.bulkThreshold ?? 2 ** 20;
     const config: Record<string, unknown> = {

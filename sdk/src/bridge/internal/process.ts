@@ -92,12 +92,15 @@ export class SidecarProcess {
 
   static async spawn(opts: SpawnOptions): Promise<{ proc: SidecarProcess; ready: ReadyLine }> {
     const pythonPath = [join(opts.root, "sidecar"), process.env["PYTHONPATH"]].filter(Boolean).join(process.platform === "win32" ? ";" : ":");
+    // Keep the user's other glibc tunables; add huge pages unless they chose otherwise.
+    const tunables = process.env["GLIBC_TUNABLES"];
+    const glibcTunables = !tunables ? "glibc.malloc.hugetlb=1" : tunables.includes("glibc.malloc.hugetlb") ? tunables : `${tunables}:glibc.malloc.hugetlb=1`;
     const child = execa(opts.python, ["-m", "loraport_sidecar"], {
       stdin: "pipe", stdout: "pipe", stderr: "pipe", buffer: false, reject: false,
       cleanup: true, forceKillAfterDelay: opts.forceKillAfterMs, cwd: opts.root,
       env: {
         // Fresh receive buffers are page-fault bound; huge pages double large-tensor throughput (bridge notes §1.4).
-        GLIBC_TUNABLES: "glibc.malloc.hugetlb=1",
+        GLIBC_TUNABLES: glibcTunables,
         PYTHONUNBUFFERED: "1", PYTHONPATH: pythonPath, LORAPORT_SCHEMAS_DIR: join(opts.root, "schemas"),
         TRANSFORMERS_VERBOSITY: "error", HF_HUB_OFFLINE: "1", ...opts.env,
       },
