@@ -40,6 +40,9 @@ export function baseFeeds(manifest: OnnxManifest): Record<string, WireTensor> {
 export function adapterFeeds(manifest: OnnxManifest, source: AdapterSource): Record<string, WireTensor> {
   const byModule = new Map(manifest.lora.map((e) => [e.module, e]));
   const feeds = baseFeeds(manifest);
+  // Factors computed here are ours to hand over (their buffers are transferred to the worker); caller-owned ones are copied.
+  const owned = !(source instanceof Map);
+  const take = (x: Float32Array): Float32Array => (owned && x.byteOffset === 0 && x.byteLength === x.buffer.byteLength ? x : new Float32Array(x));
   for (const [rawName, f] of factorsOf(source)) {
     const name = rawName.startsWith(PEFT_PREFIX) ? rawName.slice(PEFT_PREFIX.length) : rawName;
     const entry = byModule.get(name);
@@ -55,8 +58,8 @@ export function adapterFeeds(manifest: OnnxManifest, source: AdapterSource): Rec
     if (f.A.length !== f.r * f.in || f.B.length !== f.out * f.r) {
       throw new ShapeMismatchError(name, `factor sizes do not match rank ${f.r}`, [f.r, f.in], [f.A.length / Math.max(f.in, 1), f.in]);
     }
-    feeds[entry.a_input] = { type: "float32", dims: [f.r, f.in], data: new Float32Array(f.A) };
-    feeds[entry.b_input] = { type: "float32", dims: [f.out, f.r], data: new Float32Array(f.B) };
+    feeds[entry.a_input] = { type: "float32", dims: [f.r, f.in], data: take(f.A) };
+    feeds[entry.b_input] = { type: "float32", dims: [f.out, f.r], data: take(f.B) };
   }
   return feeds;
 }

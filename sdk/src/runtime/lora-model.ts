@@ -43,6 +43,8 @@ export interface RunResult {
   readonly adapter: string | null;
   /** Time inside `session.run` in the worker, ms. */
   readonly ms: number;
+  /** Time the worker spent assembling the feeds (inputs + the chosen adapter's factors) before `run`, ms: the cost of the adapter switch. */
+  readonly prepMs: number;
 }
 
 interface WorkerState {
@@ -180,7 +182,7 @@ export class LoraModel {
     const res = await this.#request({ id: 0, op: "run", adapter: workerAdapter, inputs: wire, outputs: ["logits"] }, [ids.buffer as ArrayBuffer, mask.buffer as ArrayBuffer]);
     const out = res.outputs?.["logits"];
     if (!out || out.type !== "float32") throw new RuntimeError(`${this.dir}: model returned no float32 'logits' output`);
-    return { logits: tensor("F32", out.dims, out.data as Float32Array), provider: res.provider ?? this.provider, adapter, ms: res.ms ?? 0 };
+    return { logits: tensor("F32", out.dims, out.data as Float32Array), provider: res.provider ?? this.provider, adapter, ms: res.ms ?? 0, prepMs: res.prepMs ?? 0 };
   }
 
   #encode(inputs: ModelInputs): { ids: BigInt64Array; mask: BigInt64Array; dims: number[] } {

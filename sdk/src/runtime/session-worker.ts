@@ -44,6 +44,7 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
       return { id: msg.id, ok: true };
     case "run": {
       if (!session) throw new Error("session not initialised");
+      const t0 = performance.now();
       const feeds: Record<string, ort.Tensor> = {};
       for (const [name, t] of Object.entries(msg.inputs)) feeds[name] = toOrt(t);
       if (msg.adapter !== null) {
@@ -51,15 +52,15 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
         if (!a) throw new Error(`adapter '${msg.adapter}' is not registered in the session worker`);
         Object.assign(feeds, a);
       }
-      const t0 = performance.now();
+      const t1 = performance.now();
       const res = await session.run(feeds, [...msg.outputs]);
-      const ms = performance.now() - t0;
+      const ms = performance.now() - t1;
       const outputs: Record<string, WireTensor> = {};
       for (const name of msg.outputs) {
         const o = res[name]!;
         outputs[name] = { type: o.type as WireTensor["type"], dims: [...o.dims], data: o.data as WireTensor["data"] };
       }
-      return { id: msg.id, ok: true, outputs, ms, provider };
+      return { id: msg.id, ok: true, outputs, ms, prepMs: t1 - t0, provider };
     }
     case "close":
       await session?.release();

@@ -17,5 +17,5 @@ export type WorkerRequest =
   | { readonly id: number; readonly op: "close" };
 
 export type WorkerResponse =
-  | { readonly id: number; readonly ok: true; readonly inputNames?: readonly string[]; readonly outputNames?: readonly string[]; readonly provider?: ExecutionProvider; readonly outputs?: Readonly<Record<string, WireTensor>>; readonly ms?: number }
+  | { readonly id: number; readonly ok: true; readonly inputNames?: readonly string[]; readonly outputNames?: readonly string[]; readonly provider?: ExecutionProvider; readonly outputs?: Readonly<Record<string, WireTensor>>; readonly ms?: number; readonly prepMs?: number }
   | { readonly id: number; readonly ok: false; readonly error: string };

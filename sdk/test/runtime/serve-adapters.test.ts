@@ -1,0 +1,86 @@
+/**
+ * examples/serve-adapters.ts: started on 127.0.0.1 with an ephemeral port; both adapters (and the base) answered
+ * per request, checked against PyTorch + PEFT on the same base and adapter folders, computed in Python here.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
+
+const tmp = tempDir("loraport-serve-");
+let server: ChildProcess | undefined;
+let url = "";
+const IDS = [1, 5, 9, 17, 33];
+
+beforeAll(async () => {
+  server = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "examples/serve-adapters.ts"), "--port", "0", "--cache", tmp.dir], {
+    cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  server.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    server!.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    server!.on("exit", (code) => reject(new Error(`server exited (${code}): ${stderr.slice(-2000)}`)));
+  });
+}, 180_000);
+
+afterAll(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server!.once("exit", r));
+    server.kill("SIGTERM");
+    await exited;
+  }
+  tmp.cleanup();
+});
+
+async function post(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${url}/v1/logits`, { method: "POST", body: JSON.stringify(body) });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+describe("examples/serve-adapters.ts", () => {
+  it("serves both adapters and the base on one model, matching PyTorch + PEFT", async () => {
+    const ref = runPythonJson<Record<string, number[]>>(`
+import sys, json, torch
+from peft import PeftModel
+from loraport_sidecar.reference import tiny_models as t
+d = sys.argv[1]
+ids = torch.tensor([${IDS.join(",")}]).unsqueeze(0)
+out = {}
+with torch.no_grad():
+    out["base"] = t.gpt2()(input_ids=ids).logits[0, -1].tolist()
+    for name in ("alpha", "beta"):
+        out[name] = PeftModel.from_pretrained(t.gpt2(), d + "/adapter-" + name).eval()(input_ids=ids).logits[0, -1].tolist()
+print(json.dumps(out))
+`, [tmp.dir]);
+    const listed = (await (await fetch(`${url}/v1/adapters`)).json()) as { adapters: string[] };
+    expect(listed.adapters.sort()).toEqual(["alpha", "beta"]);
+    // Concurrent, interleaved requests for different adapters.
+    const names = ["alpha", "beta", null, "beta", "alpha"] as const;
+    const answers = await Promise.all(names.map((a) => post({ adapter: a, ids: IDS })));
+    for (const [i, a] of names.entries()) {
+      const { status, json } = answers[i]!;
+      expect(status).toBe(200);
+      expect(json["adapter"]).toBe(a);
+      const got = json["logits"] as number[];
+      const want = ref[a ?? "base"]!;
+      const err = Math.max(...got.map((x, j) => Math.abs(x - want[j]!)));
+      expect(err).toBeLessThanOrEqual(1e-4);
+    }
+    const diff = Math.max(...ref["alpha"]!.map((x, j) => Math.abs(x - ref["beta"]![j]!)));
+    expect(diff).toBeGreaterThan(1e-3); // the two adapters really differ
+  });
+
+  it("answers bad requests with 400 and a message", async () => {
+    const unknown = await post({ adapter: "gamma", ids: IDS });
+    expect(unknown.status).toBe(400);
+    expect(String(unknown.json["error"])).toMatch(/gamma.*not registered/);
+    const bad = await post({ ids: "1,2" });
+    expect(bad.status).toBe(400);
+  });
+});
