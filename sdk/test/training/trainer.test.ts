@@ -3,16 +3,18 @@
  * worker thread) and in PyTorch (PEFT model + torch.optim.AdamW + transformers' schedule). Reference figures are
  * produced by torch_reference.py in the same run.
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CancelledError, FileMissingError, LoraportError } from "../../src/errors.js";
 import { learningRate, readTrainCheckpoint as readCheckpoint, Trainer, type TrainExample } from "../../src/training/index.js";
-import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
+import { REPO_ROOT, runPython, runPythonJson, tempDir } from "../helpers/python.js";
 import { errors, exportArtifact, seededExamples, TORCH_REFERENCE } from "./helpers.js";
 
 const tmp = tempDir("loraport-train-");
-// LORAPORT_TEST_TRAIN_ARTIFACT reuses an artifact exported earlier with the same arguments (local iteration only).
+// The same artifact as examples/finetune-tiny-gpt2.ts exports (its cache layout: <cache>/artifact), so the example
+// test below reuses it. LORAPORT_TEST_TRAIN_ARTIFACT reuses an artifact exported earlier with the same arguments (local iteration only).
 const art = process.env["LORAPORT_TEST_TRAIN_ARTIFACT"] ?? join(tmp.dir, "artifact");
 const VOCAB = 128;
 const BUILTIN = { builtin: "gpt2", builtin_config: {} };
@@ -33,7 +35,7 @@ function torchReference(spec: Record<string, unknown>): Reference {
 }
 
 beforeAll(() => {
-  if (!process.env["LORAPORT_TEST_TRAIN_ARTIFACT"]) exportArtifact(art, ["--builtin", "gpt2", "--target-modules", "c_attn,c_fc", "--r", "4", "--alpha", "8"]);
+  if (!process.env["LORAPORT_TEST_TRAIN_ARTIFACT"]) exportArtifact(art, ["--builtin", "gpt2", "--target-modules", "c_attn,c_fc", "--r", "8", "--alpha", "16"]);
 }, 400_000);
 
 afterAll(() => tmp.cleanup());
@@ -154,5 +156,21 @@ print(json.dumps(out))`);
     await t.close();
     await expect(Trainer.load(join(tmp.dir, "nowhere"))).rejects.toBeInstanceOf(FileMissingError);
     expect(existsSync(join(art, "loraport-train.json"))).toBe(true);
+  });
+
+  it("examples/finetune-tiny-gpt2.ts: the loss falls and the loss-curve SVG is written", () => {
+    const cache = join(art, "..");
+    const out = join(tmp.dir, "example-run");
+    execFileSync(join(REPO_ROOT, "node_modules/.bin/tsx"), ["examples/finetune-tiny-gpt2.ts", "--steps", "60", "--cache", cache, "--out", out], { cwd: REPO_ROOT, encoding: "utf8", timeout: 300_000, stdio: ["ignore", "pipe", "pipe"] });
+    const r = JSON.parse(readFileSync(join(out, "losses.json"), "utf8")) as { train: number[]; heldOutBefore: number; heldOutAfter: number };
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    console.log(`example: train loss ${mean(r.train.slice(0, 5)).toFixed(3)} → ${mean(r.train.slice(-5)).toFixed(3)}, held-out ${r.heldOutBefore.toFixed(3)} → ${r.heldOutAfter.toFixed(3)}`);
+    expect(r.train).toHaveLength(60);
+    expect(mean(r.train.slice(-5))).toBeLessThan(mean(r.train.slice(0, 5)) - 0.1);
+    expect(r.heldOutAfter).toBeLessThan(r.heldOutBefore - 0.1);
+    const svg = readFileSync(join(out, "loss-curve.svg"), "utf8");
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.match(/<polyline[^>]*points="([^"]*)"/)?.[1]?.trim().split(" ")).toHaveLength(60);
+    expect(existsSync(join(out, "adapter", "adapter_model.safetensors"))).toBe(true);
   });
 });
