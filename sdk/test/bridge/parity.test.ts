@@ -126,6 +126,26 @@ with torch.no_grad():
     expect(compare("gpt2-medium-shaped + published E2E checkpoint", logits!, readF32("ref_gpt2md_e2e.f32")).maxAbs).toBeLessThanOrEqual(TOL);
   });
 
+  it("tiny Llama from config.json + safetensors, and GPT-2 in BF16: logits equal the direct computation", async () => {
+    await using llama = await sc.loadModel({ source: { kind: "config", config: join(tmp.dir, "llama_model", "config.json"), weights: join(tmp.dir, "llama_model", "model.safetensors") } });
+    expect(llama.architecture).toBe("LlamaForCausalLM");
+    const { logits } = await llama.forward(inputs);
+    expect(compare("llama config+safetensors", logits!, readF32("ref_llama.f32")).maxAbs).toBeLessThanOrEqual(TOL);
+
+    await using bf = await sc.loadModel({ source: { kind: "builtin", family: "gpt2" }, dtype: "BF16" });
+    expect(bf.dtype).toBe("BF16");
+    const out = (await bf.forward(inputs))["logits"]!;
+    expect(out.dtype).toBe("BF16");
+    const got = out.data as Uint16Array;
+    const raw = readFileSync(join(tmp.dir, "ref_gpt2_bf16.u16"));
+    const want = new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+    expect(want.length).toBe(got.length);
+    let differing = 0;
+    for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) differing++;
+    console.log(`parity gpt2 bf16: ${differing} of ${want.length} bf16 logits differ bitwise`);
+    expect(differing).toBe(0);
+  });
+
   it("bad requests are typed errors naming the problem", async () => {
     await expect(sc.loadModel({ source: { kind: "folder", path: join(tmp.dir, "nope") } })).rejects.toThrow(/nope: no config.json/);
     await using model = await sc.loadModel({ source: { kind: "builtin", family: "gpt2" } });
