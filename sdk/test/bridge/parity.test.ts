@@ -102,7 +102,16 @@ describe("sidecar parity with direct PyTorch", () => {
     const att = await model.attachAdapter({ kind: "loralib", path: join(tmp.dir, "loralib_gpt2.pt"), r: 4, alpha: 32, enableLora: [true, false, true], fanInFanOut: true });
     expect(att).toMatchObject({ kind: "loralib", loraModules: 2, missingKeys: [] });
     const { logits } = await model.forward(inputs);
-    expect(compare("gpt2 loralib", logits!, readF32("ref_gpt2_loralib.f32")).maxAbs).toBeLessThanOrEqual(TOL);
+    const want = readF32("ref_gpt2_loralib.f32");
+    expect(compare("gpt2 loralib", logits!, want).maxAbs).toBeLessThanOrEqual(TOL);
+
+    const saved = await model.saveAdapter(join(tmp.dir, "saved", "loralib"));
+    expect(saved.files).toEqual(["lora.safetensors"]);
+    expect((await model.mergeAndUnload()).mergedModules).toBe(2);
+    const merged = await model.forward(inputs, { hiddenStates: true });
+    expect(compare("gpt2 loralib merged", merged["logits"]!, want).maxAbs).toBeLessThanOrEqual(1e-4);
+    expect(Object.keys(merged)).toEqual(["logits", "hidden_states.0", "hidden_states.1", "hidden_states.2"]);
+    expect(merged["hidden_states.2"]!.shape).toEqual([2, 7, 64]);
   });
 
   it("the published GPT-2 Medium E2E checkpoint (loralib MergedLinear on c_attn, r=4, alpha=32) on a GPT-2-Medium-shaped model", async () => {
