@@ -2,6 +2,7 @@ import { adapterStep } from "./adapter-step.js";
 import type { DemoStep } from "./step.js";
 import { ortStep } from "./ort-step.js";
 import { sidecarStep } from "./sidecar-step.js";
+import { trainStep } from "./train-step.js";
 
 /** The demo's steps in order: formats → adapters → sidecar → ONNX Runtime → training. */
-export const DEMO_STEPS: readonly DemoStep[] = [adapterStep, sidecarStep, ortStep];
+export const DEMO_STEPS: readonly DemoStep[] = [adapterStep, sidecarStep, ortStep, trainStep];
