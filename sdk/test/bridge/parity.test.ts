@@ -112,6 +112,9 @@ describe("sidecar parity with direct PyTorch", () => {
     expect(compare("gpt2 loralib merged", merged["logits"]!, want).maxAbs).toBeLessThanOrEqual(1e-4);
     expect(Object.keys(merged)).toEqual(["logits", "hidden_states.0", "hidden_states.1", "hidden_states.2"]);
     expect(merged["hidden_states.2"]!.shape).toEqual([2, 7, 64]);
+    const weights = await model.getTensors();
+    expect(Object.keys(weights).filter((k) => k.includes("lora_"))).toEqual([]); // unloaded: plain Conv1D again
+    expect(weights["transformer.h.0.attn.c_attn.weight"]!.shape).toEqual([64, 192]);
   });
 
   it("the published GPT-2 Medium E2E checkpoint (loralib MergedLinear on c_attn, r=4, alpha=32) on a GPT-2-Medium-shaped model", async () => {

@@ -112,6 +112,39 @@ def attach_adapter(ctx, params, tensors):
             "loraParameters": _lora_params(entry.model), "missingKeys": missing, "unexpectedKeys": unexpected}, None
 
 
+def _unload_loralib(model) -> None:
+    """Merge through loralib's own path (eval() merges in place), then swap each loralib layer for the plain
+    module it replaced, holding the merged weight — the model is then the base architecture again."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    from ..reference import loralib_wiring
+    model.eval()
+    for name, layer in loralib_wiring.loralib_layers(model).items():
+        if getattr(layer, "r", 0) > 0 and not getattr(layer, "merged", False):
+            raise RuntimeError(f"{name}: loralib did not merge on eval() (merge_weights=False)")
+        w = layer.weight.detach()
+        if isinstance(layer, nn.Embedding):
+            plain = nn.Embedding(layer.num_embeddings, layer.embedding_dim, padding_idx=layer.padding_idx)
+            plain.weight.data.copy_(w)
+        elif getattr(layer, "fan_in_fan_out", False):
+            # Stored [in, out]: the transformers Conv1D layout it came from.
+            plain = Conv1D(w.shape[1], w.shape[0])
+            plain.weight.data.copy_(w)
+            if layer.bias is not None:
+                plain.bias.data.copy_(layer.bias.detach())
+            else:
+                plain.bias.data.zero_()
+        else:
+            plain = nn.Linear(w.shape[1], w.shape[0], bias=layer.bias is not None)
+            plain.weight.data.copy_(w)
+            if layer.bias is not None:
+                plain.bias.data.copy_(layer.bias.detach())
+        plain.to(device=w.device, dtype=w.dtype)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, plain)
+
+
 @op("mergeAndUnload")
 def merge_and_unload(ctx, params, tensors):
     entry = ctx.models.get(params["handle"])
@@ -119,15 +152,11 @@ def merge_and_unload(ctx, params, tensors):
     if entry.adapter_kind == "peft":
         entry.model = entry.model.merge_and_unload(progressbar=False)
     elif entry.adapter_kind == "loralib":
-        # loralib merges in place when a layer with merge_weights=True goes to eval mode.
-        entry.model.eval()
-        for _, m in entry.model.named_modules():
-            if hasattr(m, "merged") and hasattr(m, "lora_A") and not m.merged:
-                raise RuntimeError("loralib layers did not merge (merge_weights=False)")
+        _unload_loralib(entry.model)
     else:
         raise ValueError(f"mergeAndUnload: model {params['handle']} has no adapter attached")
-    entry.adapter_kind = None if entry.adapter_kind == "peft" else entry.adapter_kind
-    entry.adapters = [] if entry.adapter_kind is None else entry.adapters
+    entry.adapter_kind = None
+    entry.adapters = []
     entry.model.eval()
     return {"mergedModules": n}, None
 
