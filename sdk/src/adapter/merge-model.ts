@@ -128,8 +128,18 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     let bytesRead = 0;
     let bytesWritten = 0;
     const merged: MergedModuleInfo[] = [];
+    // One read ahead: the next tensor's bytes arrive while this one is computed and written.
+    const ahead = new Map<string, Promise<Tensor>>();
+    const prefetch = (name: string): void => {
+      if (ahead.has(name)) return;
+      const p = src.read(name);
+      p.catch(() => {}); // a failed read surfaces when produce() awaits it, not as an unhandled rejection
+      ahead.set(name, p);
+    };
     const produce = async (name: string): Promise<Tensor> => {
-      const base = await src.read(name);
+      const pending = ahead.get(name);
+      ahead.delete(name);
+      const base = await (pending ?? src.read(name));
       bytesRead += base.data.byteLength;
       const dtype = outDtype(base.dtype);
       let t: Tensor;
@@ -163,10 +173,10 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       const out = existsSync(outPath) && statSync(outPath).isDirectory() ? join(outPath, "model.safetensors") : outPath;
       if (resolve(out) === resolve(src.shards[0]!)) throw new AdapterError(`--out ${out} is the base file; the base is never overwritten`);
       await mkdir(dirname(resolve(out)), { recursive: true });
-      await writeSafetensorsStreaming(out, planOf(src.names), produce, src.metadata);
+      await writeSafetensorsStreaming(out, planOf(src.names), produce, src.metadata, prefetch);
       files.push(out);
     } else {
-      await writeShardedOutput(src, basePath, outPath, planOf, produce, outDtype, files);
+      await writeShardedOutput(src, basePath, outPath, planOf, produce, outDtype, files, prefetch);
     }
     const adapted = new Set(merged.map((m) => m.module));
     const missing = [...adapter.modules.keys()].filter((m) => !adapted.has(m));
@@ -185,6 +195,7 @@ async function writeShardedOutput(
   produce: (name: string) => Promise<Tensor>,
   outDtype: (d: DType) => DType,
   files: string[],
+  prefetch: (name: string) => void,
 ): Promise<void> {
   const baseDir = statSync(basePath).isDirectory() ? basePath : dirname(basePath);
   if (resolve(outPath) === resolve(baseDir)) throw new AdapterError(`--out ${outPath} is the base folder; the base is never overwritten`);
@@ -204,7 +215,7 @@ async function writeShardedOutput(
     const weightMap: Record<string, string> = {};
     let totalSize = 0;
     for (const [file, names] of byShard) {
-      await writeSafetensorsStreaming(join(tmp, file), planOf(names), produce, src.metadata);
+      await writeSafetensorsStreaming(join(tmp, file), planOf(names), produce, src.metadata, prefetch);
       for (const n of names) {
         weightMap[n] = file;
         const e = src.entry(n)!;

@@ -1,7 +1,8 @@
 /**
  * A safetensors file written a tensor at a time: the header is laid out from names, dtypes and shapes
  * alone (same order and bytes as `writeSafetensors` / Python `save_file`), then each tensor's bytes are
- * produced on demand and written at their offset. Memory stays bounded by one tensor, whatever the file size.
+ * produced on demand and written at their offset. Writing tensor i overlaps producing tensor i+1 (and the
+ * caller may read ahead through `prefetch`), so memory stays bounded by a few tensors whatever the file size.
  */
 import { writeAll, writeFileAtomic } from "../formats/atomic-file.js";
 import { FormatError } from "../errors.js";
@@ -25,6 +26,8 @@ export async function writeSafetensorsStreaming(
   plan: readonly PlannedTensor[],
   produce: (name: string) => Promise<Tensor>,
   metadata?: Readonly<Record<string, string>>,
+  /** Called with the name after the one being produced, so its read can start early. */
+  prefetch?: (name: string) => void,
 ): Promise<void> {
   const ordered = [...plan].sort((a, b) => DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
   const parts: string[] = [];
@@ -42,12 +45,18 @@ export async function writeSafetensorsStreaming(
   header.set(json, 8);
   await writeFileAtomic(path, async (fh) => {
     let pos = await writeAll(fh, header, 0);
-    for (const p of ordered) {
+    let writing: Promise<number> | undefined;
+    for (const [i, p] of ordered.entries()) {
+      const next = ordered[i + 1];
+      if (next && prefetch) prefetch(next.name);
       const t = await produce(p.name);
-      if (t.dtype !== p.dtype || t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
+      if (t.dtype !== p.dtype || t.shape.length !== p.shape.length || t.shape.some((d, k) => d !== p.shape[k])) {
+        await writing?.catch(() => {});
         throw new FormatError(path, `tensor '${p.name}' came out ${t.dtype} [${t.shape.join(", ")}], planned ${p.dtype} [${p.shape.join(", ")}]`);
       }
-      pos = await writeAll(fh, bytesOf(t), pos);
+      if (writing) pos = await writing;
+      writing = writeAll(fh, bytesOf(t), pos);
     }
+    if (writing) await writing;
   });
 }

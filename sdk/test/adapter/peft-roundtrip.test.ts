@@ -13,6 +13,7 @@ import { readSafetensors, writeSafetensors } from "../../src/formats/safetensors
 import { toFloat32, type Tensor } from "../../src/tensor/index.js";
 import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
 
+const ALL = ["gpt2_conv1d", "llama", "roberta_cls", "dora", "rslora_patterns", "embedding", "lora_bias", "conv2d", "bin"];
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/peft_cases.py"), "utf8");
 
 interface CheckResult {
@@ -55,10 +56,10 @@ describe("PEFT adapters through loraport and back", () => {
   });
 
   it("covers the issue's cases", () => {
-    expect(names).toEqual(["gpt2_conv1d", "llama", "roberta_cls", "dora", "rslora_patterns", "embedding", "lora_bias"]);
+    expect(names).toEqual(ALL);
   });
 
-  for (const c of ["gpt2_conv1d", "llama", "roberta_cls", "dora", "rslora_patterns", "embedding", "lora_bias"]) {
+  for (const c of ALL) {
     it(`${c}: PEFT loads loraport's output with no warnings, same tensors, dtypes and config`, () => {
       const r = check[c]!;
       expect(r.warnings).toEqual([]);
@@ -120,6 +121,12 @@ describe("PEFT adapters through loraport and back", () => {
     const { adapter } = await readPeftAdapter(join(cases, "roberta_cls", "peft"));
     expect([...adapter.extraTensors.keys()].sort()).toEqual(["classifier.dense.bias", "classifier.dense.weight", "classifier.out_proj.bias", "classifier.out_proj.weight"]);
     expect(adapter.config.task_type).toBe("SEQ_CLS");
+  });
+
+  it("reads adapter_model.bin (torch pickle) through the safe torch reader", async () => {
+    const r = await readPeftAdapter(join(cases, "bin", "peft"));
+    expect(r.weightsFile.endsWith("adapter_model.bin")).toBe(true);
+    expect(r.adapter.modules.size).toBe(2);
   });
 
   it("python is available for the reference", () => {
