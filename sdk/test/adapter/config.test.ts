@@ -125,3 +125,45 @@ describe("loralib options", () => {
     expect(convertLoralibToPeft(ck).report.resolved.preset?.name).toBe("gpt2-medium-nlg");
   });
 });
+
+describe("presets and factors", () => {
+  const z = (rows: number, cols: number) => tensor("F32", [rows, cols]);
+  it("detects RoBERTa-large and DeBERTa-v2-XXL from key patterns and widths, heads as modules_to_save", () => {
+    const rl = loralibFromStateDict("rl.bin", new Map([
+      ["roberta.encoder.layer.0.attention.self.query.lora_A", z(8, 1024)], ["roberta.encoder.layer.0.attention.self.query.lora_B", z(1024, 8)],
+      ["classifier.dense.weight", z(1024, 1024)], ["classifier.out_proj.bias", tensor("F32", [3])],
+    ]));
+    const a = convertLoralibToPeft(rl);
+    expect(a.report.resolved.preset?.name).toBe("roberta-large-glue");
+    expect(a.adapter.config.modules_to_save).toEqual(["classifier"]);
+    const deb = loralibFromStateDict("d.bin", new Map([
+      ["deberta.encoder.layer.0.attention.self.query_proj.lora_A", z(16, 1536)], ["deberta.encoder.layer.0.attention.self.query_proj.lora_B", z(1536, 16)],
+      ["deberta.encoder.layer.0.attention.self.value_proj.lora_A", z(16, 1536)], ["deberta.encoder.layer.0.attention.self.value_proj.lora_B", z(1536, 16)],
+      ["pooler.dense.weight", z(1536, 1536)], ["classifier.weight", z(3, 1536)],
+    ]));
+    const d = convertLoralibToPeft(deb);
+    expect(d.report.resolved.preset?.name).toBe("deberta-v2-xxlarge-glue");
+    expect([d.adapter.config.r, d.adapter.config.lora_alpha]).toEqual([16, 32]);
+    expect(d.adapter.config.modules_to_save).toEqual(["pooler", "classifier"]);
+    expect(d.adapter.config.task_type).toBe("SEQ_CLS");
+  });
+
+  it("adapterFactors: B (scaling folded in) · A equals ΔW, for Linear and (transposed) Conv1D", async () => {
+    const { adapterFactors } = await import("../../src/adapter/factors.js");
+    const { deltaWeight } = await import("../../src/adapter/math.js");
+    const A = tensor("F32", [2, 3], Float32Array.from([1, 2, 3, 4, 5, 6]));
+    const B = tensor("F32", [4, 2], Float32Array.from([1, 0, 0, 1, 1, 1, 2, -1]));
+    for (const kind of ["linear", "conv1d"] as const) {
+      const adapter = { config: loraConfig({ r: 2, lora_alpha: 3, fan_in_fan_out: kind === "conv1d" }), modules: new Map([["m", { kind, A, B }]]), extraTensors: new Map() };
+      const f = adapterFactors(adapter).get("m")!;
+      expect([f.r, f.in, f.out, f.fanInFanOut]).toEqual([2, 3, 4, kind === "conv1d"]);
+      const dw = deltaWeight(adapter.modules.get("m")!, 1.5).data as Float32Array;
+      for (let o = 0; o < 4; o++) {
+        for (let i = 0; i < 3; i++) {
+          const v = f.B[o * 2]! * f.A[i]! + f.B[o * 2 + 1]! * f.A[3 + i]!;
+          expect(dw[kind === "linear" ? o * 3 + i : i * 4 + o]).toBeCloseTo(v, 5);
+        }
+      }
+    }
+  });
+});
