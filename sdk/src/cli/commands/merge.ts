@@ -30,7 +30,8 @@ export function registerMerge(program: Command): void {
         const report = await mergeModel(opts.base, adapter, opts.out, { ...(dtype ? { dtype } : {}), ...(opts.safe ? { safe: true } : {}), onProgress: bar.onProgress });
         bar.stop();
         const secs = (performance.now() - t0) / 1000;
-        console.log(`merged ${report.merged.length} modules into ${report.tensors} tensors in ${secs.toFixed(2)} s → ${report.files.join(", ")}`);
+        const shards = report.files.filter((f) => f.endsWith(".safetensors")).length;
+        console.log(`merged ${report.merged.length} modules into ${report.tensors} tensors in ${secs.toFixed(2)} s → ${shards > 1 ? `${opts.out} (${shards} shards + index)` : report.files[0]}`);
         if (report.replaced.length) console.log(`replaced by the adapter's saved copies: ${report.replaced.join(", ")}`);
         if (report.unused.length) console.log(`adapter tensors with no base counterpart (not applied): ${report.unused.join(", ")}`);
       } finally {
