@@ -1,13 +1,15 @@
 /**
  * Demo step: ONNX Runtime. Export the demo's tiny base with LoRA inputs, run it with and without the demo
  * adapter in onnxruntime-node (worker thread), and compare the logits with PyTorch + PEFT in the sidecar.
- * Uses the earlier steps' base/adapter when they left them (`demo.sidecar`, `demo.adapterDir`), else makes its own.
+ * Uses the adapters step's PEFT adapter (`adapter.peftDir`) when it fits the tiny GPT-2 (the built-in tiny loralib
+ * adapter does; the published GPT-2 Medium one does not), else a seeded adapter of its own.
  */
 import { join } from "node:path";
 import type { LoraAdapter, LoraModule } from "../../adapter/adapter.js";
 import { loraConfig } from "../../adapter/config.js";
 import { readPeftAdapter, writePeftAdapter } from "../../adapter/peft-io.js";
 import { Sidecar } from "../../bridge/sidecar.js";
+import { ShapeMismatchError } from "../../errors.js";
 import { tensor, type Tensor } from "../../tensor/index.js";
 import { exportOnnx } from "../../runtime/export-onnx.js";
 import { LoraModel } from "../../runtime/lora-model.js";
@@ -34,24 +36,27 @@ function maxAbs(a: Float32Array, b: Float32Array): number {
 export const ortStep: DemoStep = {
   title: "ONNX Runtime: one exported base, adapters swapped per request, vs PyTorch + PEFT",
   async run(ctx: DemoContext): Promise<void> {
-    const shared = ctx.shared.get("demo.sidecar") as Sidecar | undefined;
-    const sc = shared ?? (await Sidecar.start());
+    const sc = await Sidecar.start();
     try {
       const base = await sc.loadModel({ source: { kind: "builtin", family: "gpt2" } });
       const out = join(ctx.workDir, "ort-gpt2");
       const ex = await exportOnnx(sc, base, out, { mode: "adapter-inputs", targets: ["c_attn"] });
       ctx.log(`exported the tiny GPT-2 with LoRA inputs on ${ex.loraModules} modules (${ex.seconds.toFixed(1)} s) → ${out}`);
 
-      let adapterDir = ctx.shared.get("demo.adapterDir") as string | undefined;
-      if (!adapterDir) {
-        adapterDir = join(ctx.workDir, "ort-demo-adapter");
-        await writePeftAdapter(adapterDir, demoAdapter());
-      }
-      const adapter = (await readPeftAdapter(adapterDir)).adapter;
-
       await using model = await LoraModel.load(out);
       if (model.providerNote) ctx.log(model.providerNote);
-      await model.registerAdapter("demo", adapter);
+      let adapterDir = ctx.shared.get("adapter.peftDir") as string | undefined;
+      try {
+        if (!adapterDir) throw new ShapeMismatchError("adapter", "no adapter from the adapters step");
+        await model.registerAdapter("demo", (await readPeftAdapter(adapterDir)).adapter);
+        ctx.log(`adapter: the adapters step's PEFT adapter (${adapterDir})`);
+      } catch (err) {
+        if (!(err instanceof ShapeMismatchError)) throw err;
+        adapterDir = join(ctx.workDir, "ort-demo-adapter");
+        await writePeftAdapter(adapterDir, demoAdapter());
+        await model.registerAdapter("demo", (await readPeftAdapter(adapterDir)).adapter);
+        ctx.log(`adapter: a seeded r=4 c_attn adapter for the tiny GPT-2 (the adapters step's one does not fit it: ${err.message.slice(0, 80)}…)`);
+      }
       const ortBase = (await model.run({ inputIds: IDS })).logits.data as Float32Array;
       const ortLora = await model.run({ inputIds: IDS }, { adapter: "demo" });
 
@@ -65,7 +70,7 @@ export const ortStep: DemoStep = {
       ctx.log(`base    : ORT vs PyTorch max |Δlogit| = ${maxAbs(ortBase, ptBase).toExponential(2)}`);
       ctx.log(`adapter : ORT vs PyTorch+PEFT max |Δlogit| = ${maxAbs(ortLora.logits.data as Float32Array, ptLora).toExponential(2)} (the adapter moves logits by up to ${maxAbs(ptLora, ptBase).toFixed(3)})`);
     } finally {
-      if (!shared) await sc.close();
+      await sc.close();
     }
   },
 };
