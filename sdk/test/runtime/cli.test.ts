@@ -21,7 +21,7 @@ function cli(args: string[]): { code: number; stdout: string; stderr: string } {
   }
 }
 
-interface Ref { base: number[]; adapted: number[] }
+interface Ref { base: number[]; adapted: number[]; loralib: number[] }
 let ref: Ref;
 const IDS = [1, 5, 9, 40, 7];
 
@@ -39,7 +39,17 @@ pm = get_peft_model(t.gpt2(), LoraConfig(r=4, lora_alpha=16, target_modules=["c_
 pm.save_pretrained(d + "/adapter")
 with torch.no_grad(): a = pm(input_ids=ids).logits[0, -1].tolist()
 lm = get_peft_model(t.llama(), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False)); lm.save_pretrained(d + "/llama-adapter")
-print(json.dumps({"base": b, "adapted": a}))
+# A loralib checkpoint as the paper's code writes it: MergedLinear on c_attn (q and v), r 4, alpha 32, DDP prefix.
+from loraport_sidecar.reference.loralib_wiring import apply_loralib
+ll = apply_loralib(t.gpt2(), targets=["c_attn"], r=4, lora_alpha=32, enable_lora=[True, False, True])
+g = torch.Generator().manual_seed(5)
+with torch.no_grad():
+    for n, p in ll.named_parameters():
+        if "lora_" in n: p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+torch.save({"module." + k: v for k, v in ll.state_dict().items() if "lora_" in k}, d + "/loralib.pt")
+ll.eval()  # loralib merges on eval
+with torch.no_grad(): l = ll(input_ids=ids).logits[0, -1].tolist()
+print(json.dumps({"base": b, "adapted": a, "loralib": l}))
 `, [tmp.dir]);
 }, 120_000);
 
@@ -63,6 +73,15 @@ describe("loraport export / run", () => {
     expect(eb).toBeLessThanOrEqual(1e-4);
     expect(ea).toBeLessThanOrEqual(1e-4);
     expect(maxAbs(ref.adapted, ref.base)).toBeGreaterThan(1e-3);
+  });
+
+  it("runs a loralib checkpoint (MergedLinear) converted in TS; logits match loralib", () => {
+    const res = cli(["run", "--model", join(tmp.dir, "ai"), "--adapter", join(tmp.dir, "loralib.pt"), "--lora-r", "4", "--alpha", "32", "--enable-lora", "q,v", "--ids", IDS.join(","), "--json", "--provider", "cpu"]);
+    expect(res.code).toBe(0);
+    const e = maxAbs((JSON.parse(res.stdout) as { logits: number[] }).logits, ref.loralib);
+    console.log(`cli run loralib: max abs ${e.toExponential(2)}`);
+    expect(e).toBeLessThanOrEqual(1e-4);
+    expect(maxAbs(ref.loralib, ref.base)).toBeGreaterThan(1e-3);
   });
 
   it("exports merged and runs it", () => {

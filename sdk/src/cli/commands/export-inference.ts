@@ -1,5 +1,5 @@
 /** `loraport export --mode adapter-inputs|merged`: inference graphs for the ONNX Runtime path. */
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { writePeftAdapter } from "../../adapter/peft-io.js";
 import { Sidecar } from "../../bridge/sidecar.js";
@@ -8,6 +8,7 @@ import { exportOnnx } from "../../runtime/export-onnx.js";
 import { readAdapterFromPath } from "../../runtime/read-adapter.js";
 import { progressBar } from "../progress-bar.js";
 import type { ExportCliOptions } from "./export.js";
+import { loralibOptions } from "../loralib-options.js";
 
 export async function exportInference(opts: ExportCliOptions): Promise<void> {
   const mode = opts.mode as "adapter-inputs" | "merged";
@@ -22,10 +23,9 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
   let adapterDir = opts.adapter;
   let scratch: string | undefined;
   if (opts.adapter && !statSync(opts.adapter, { throwIfNoEntry: false })?.isDirectory()) {
-    const { adapter, notes } = await readAdapterFromPath(opts.adapter, {
-      ...(opts.alpha !== undefined ? { alpha: Number(opts.alpha) } : {}),
-      ...(opts.preset !== undefined ? { preset: opts.preset } : {}),
-    });
+    // GPT-2's projections are Conv1D (fan_in_fan_out); the others loraport exports are nn.Linear.
+    const modelType = (JSON.parse(readFileSync(join(opts.base, "config.json"), "utf8")) as { model_type?: string }).model_type;
+    const { adapter, notes } = await readAdapterFromPath(opts.adapter, loralibOptions(opts as Parameters<typeof loralibOptions>[0], modelType === "gpt2"));
     for (const n of notes) process.stderr.write(`loraport: ${n}\n`);
     scratch = mkdtempSync(join(dirname(resolve(opts.out)), ".loraport-adapter-"));
     await writePeftAdapter(scratch, adapter);

@@ -12,6 +12,8 @@ export interface ExportCliOptions {
   readonly targets?: string;
   readonly externalData?: "auto" | "yes" | "no";
   readonly alpha?: string;
+  readonly loraR?: string;
+  readonly enableLora?: string;
   readonly preset?: string;
   readonly json?: boolean;
   /** Options a mode adds for itself (e.g. training's), passed through untouched. */
@@ -39,6 +41,8 @@ export function registerExport(program: Command): void {
     .option("--targets <names>", "adapter-inputs: comma-separated modules that get LoRA inputs (default: PEFT's for the architecture)")
     .option("--external-data <when>", "weights as external data: auto | yes | no", "auto")
     .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
+    .option("--lora-r <n>", "loralib checkpoints: rank r")
+    .option("--enable-lora <qkv>", "loralib checkpoints: MergedLinear blocks, e.g. q,v")
     .option("--preset <name>", "loralib checkpoints: hyper-parameter preset (e.g. gpt2-medium-e2e)")
     .option("--json", "print the result as JSON");
   addTrainStepOptions(cmd).action(async (opts: ExportCliOptions) => {

@@ -3,6 +3,7 @@ import { LoraportError } from "../../errors.js";
 import { LoraModel, lastLogits } from "../../runtime/lora-model.js";
 import type { ExecutionProvider, ProviderRequest } from "../../runtime/providers.js";
 import { readAdapterFromPath } from "../../runtime/read-adapter.js";
+import { loralibOptions } from "../loralib-options.js";
 import { progressBar } from "../progress-bar.js";
 
 interface RunCliOptions {
@@ -11,6 +12,8 @@ interface RunCliOptions {
   readonly ids: string;
   readonly provider: string;
   readonly alpha?: string;
+  readonly loraR?: string;
+  readonly enableLora?: string;
   readonly preset?: string;
   readonly json?: boolean;
 }
@@ -25,6 +28,8 @@ export function registerRun(program: Command): void {
     .requiredOption("--ids <list>", "token ids, comma-separated, e.g. 1,5,9")
     .option("--provider <p>", "execution provider: auto | cpu | cuda", "auto")
     .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
+    .option("--lora-r <n>", "loralib checkpoints: rank r (default: from the preset or the tensors)")
+    .option("--enable-lora <qkv>", "loralib checkpoints: MergedLinear blocks, e.g. q,v")
     .option("--preset <name>", "loralib checkpoints: hyper-parameter preset")
     .option("--json", 'print {"logits": [...], "provider": "cpu"}')
     .action(async (opts: RunCliOptions) => {
@@ -39,10 +44,7 @@ export function registerRun(program: Command): void {
         if (model.providerNote) process.stderr.write(`loraport: ${model.providerNote}\n`);
         let adapter: string | null = null;
         if (opts.adapter) {
-          const { adapter: a, notes } = await readAdapterFromPath(opts.adapter, {
-            ...(opts.alpha !== undefined ? { alpha: Number(opts.alpha) } : {}),
-            ...(opts.preset !== undefined ? { preset: opts.preset } : {}),
-          });
+          const { adapter: a, notes } = await readAdapterFromPath(opts.adapter, loralibOptions(opts, model.manifest.lora.some((e) => e.fan_in_fan_out)));
           for (const n of notes) process.stderr.write(`loraport: ${n}\n`);
           await model.registerAdapter("cli", a);
           adapter = "cli";
@@ -61,3 +63,4 @@ export function registerRun(program: Command): void {
       }
     });
 }
+
