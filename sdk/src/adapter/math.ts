@@ -7,15 +7,20 @@
 import { AdapterError, NonFiniteError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { fromFloat32, numel, toFloat32, type DType, type Tensor } from "../tensor/index.js";
 import { baseWeightShape, moduleDims, moduleRank, type LoraModule } from "./adapter.js";
-import { addLowRankWasm } from "./lowrank-wasm.js";
+import { addLowRankWasm, mergeLowRankWasm } from "./lowrank-wasm.js";
 
 /**
  * W[i, :] += s · Σ_k L[i, k] · R[k, :] over a row-major `[rows, cols]` matrix, in place (sign −1 subtracts).
- * L is `[rows, r]`, R is `[r, cols]`. The sum runs in float64 per row, then rounds as torch does.
+ * L is `[rows, r]`, R is `[r, cols]`. Sums run in F32 (SIMD kernel) or float64 (JS fallback), then round as torch does.
  */
 export function addLowRank(W: Float32Array, rows: number, cols: number, L: Float32Array, R: Float32Array, r: number, scaling: number, sign: 1 | -1 = 1): void {
   // Negating s is exact, so W + f32(BA)·(−s) is the same as W − f32(BA)·s.
   if (addLowRankWasm(W, rows, cols, L, R, r, sign * scaling)) return;
+  addLowRankJs(W, rows, cols, L, R, r, sign * scaling);
+}
+
+/** The portable loop: float64 sums per row, then f32(f32(sum)·f32(s)) added to W. */
+function addLowRankJs(W: Float32Array, rows: number, cols: number, L: Float32Array, R: Float32Array, r: number, scaling: number): void {
   const fs = Math.fround(scaling);
   const acc = new Float64Array(cols);
   for (let i = 0; i < rows; i++) {
@@ -28,9 +33,7 @@ export function addLowRank(W: Float32Array, rows: number, cols: number, L: Float
       for (let j = 0; j < cols; j++) acc[j]! += c * R[ro + j]!;
     }
     const wo = i * cols;
-    for (let j = 0; j < cols; j++) {
-      W[wo + j] = W[wo + j]! + sign * Math.fround(Math.fround(acc[j]!) * fs);
-    }
+    for (let j = 0; j < cols; j++) W[wo + j] = W[wo + j]! + Math.fround(Math.fround(acc[j]!) * fs);
   }
 }
 
@@ -87,17 +90,22 @@ export function checkBaseShape(base: Tensor, m: LoraModule, module: string): voi
 export function mergeWeight(base: Tensor, m: LoraModule, scaling: number, options: MergeOptions = {}): Tensor {
   const module = options.module ?? "module";
   checkBaseShape(base, m, module);
-  const W = toFloat32(base, true);
+  if (m.magnitude && options.unmerge) throw new UnsupportedFeatureError("use_dora", `${module}: DoRA unmerge needs the weight norm cached at merge time; merge into a copy of the base instead`);
   const { L, R, rows, cols, r } = factorsForStoredLayout(m);
-  if (m.magnitude) {
-    if (options.unmerge) throw new UnsupportedFeatureError("use_dora", `${module}: DoRA unmerge needs the weight norm cached at merge time; merge into a copy of the base instead`);
-    addLowRank(W, rows, cols, L, R, r, scaling);
-    applyDoraFactor(W, rows, cols, toFloat32(m.magnitude), m.kind === "linear" || m.kind === "conv2d", module);
-  } else {
-    addLowRank(W, rows, cols, L, R, r, scaling, options.unmerge ? -1 : 1);
-  }
-  if (options.safe) assertFinite(W, module);
-  return fromFloat32(W, options.dtype ?? base.dtype, base.shape);
+  const rowsAreOutputs = m.kind === "linear" || m.kind === "conv2d";
+  const finish = (W: Float32Array): void => {
+    if (m.magnitude) applyDoraFactor(W, rows, cols, toFloat32(m.magnitude), rowsAreOutputs, module);
+    if (options.safe) assertFinite(W, module);
+  };
+  const outDtype = options.dtype ?? base.dtype;
+  // Negating s is exact, so W + f32(BA)·(−s) is the same as W − f32(BA)·s.
+  const s = options.unmerge ? -scaling : scaling;
+  const viaWasm = mergeLowRankWasm(base, rows, cols, L, R, r, s, outDtype, finish);
+  if (viaWasm) return viaWasm;
+  const W = toFloat32(base, true);
+  addLowRankJs(W, rows, cols, L, R, r, s);
+  finish(W);
+  return fromFloat32(W, outDtype, base.shape);
 }
 
 /**

@@ -167,3 +167,25 @@ describe("presets and factors", () => {
     }
   });
 });
+
+describe("SIMD kernel helpers", () => {
+  it("BF16 ↔ F32 in WebAssembly is bit-identical to the tensor helpers (all BF16 values; F32 edge cases and 1M random)", async () => {
+    const { simdBf16 } = await import("../../src/adapter/lowrank-wasm.js");
+    const { bf16ToF32, f32ToBF16 } = await import("../../src/tensor/index.js");
+    const S = simdBf16();
+    expect(S).not.toBeNull();
+    const all = Uint16Array.from({ length: 65541 }, (_, i) => i & 0xffff);
+    expect(new Uint32Array(S!.toF32(all).buffer)).toEqual(new Uint32Array(bf16ToF32(all).buffer));
+    const bits = new Uint32Array(1_000_003);
+    let x = 12345;
+    for (let i = 0; i < bits.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      bits[i] = x >>> 0;
+    }
+    [0x7f7fffff, 0x7f800000, 0xff800000, 0x7f800001, 0x7fc00000, 0xffffffff, 0x8000, 0x18000, 0x3f808000, 0x3f818000, 0x80000000, 0, 0xff7fffff, 0x7f7f8000].forEach((e, i) => (bits[i] = e));
+    const f = new Float32Array(bits.buffer);
+    expect(S!.fromF32(f)).toEqual(f32ToBF16(f));
+  });
+});
