@@ -66,7 +66,8 @@ describe("conformance suite", () => {
     }
   });
 
-  it.skipIf(!hasChromium)("the HTML report shows its table and per-module charts in headless Chromium", async () => {
+  // Under CI a missing Chromium fails here (launch names the executable); elsewhere the check is skipped.
+  it.skipIf(!hasChromium && !process.env["CI"])("the HTML report shows its table and per-module charts in headless Chromium", async () => {
     const look = await lookAtReport(join(REPORT_DIR, "report.html"), join(REPORT_DIR, "report.png"));
     expect(look.externalRequests).toEqual([]);
     expect(look.table.visible).toBe(true);

@@ -26,6 +26,16 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.loraport-stamp 2>/dev/null)" != "$w
   echo "$want" > .venv/.loraport-stamp
 fi
 
+# Chromium, for the conformance suite's look at its HTML report in a headless browser
+# (conformance/conformance.test.ts; skipped there when /usr/bin/chromium is absent). Installed only when missing
+# and only as root with apt-get available; a failure here never fails the set-up.
+if [[ ! -x /usr/bin/chromium && $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  say "installing Chromium for the conformance report's browser check"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; } \
+    || say "could not install Chromium; the report's browser check will be skipped"
+fi
+
 say "building the TypeScript SDK"
 npx tsc -p tsconfig.json
 say "done"

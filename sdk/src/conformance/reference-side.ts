@@ -98,8 +98,9 @@ export async function runReferenceJobs(jobs: readonly ReferenceJob[], workDir: s
 }
 
 /** `verify`: PEFT's numbers for a user's base folder and adapter. */
-export async function runReferenceVerify(base: string, adapter: string, out: string, inputs?: string): Promise<ReferenceManifest> {
+export async function runReferenceVerify(base: string, adapter: string, out: string, inputs?: string, onnx: readonly string[] = []): Promise<ReferenceManifest> {
   const args = ["verify", "--base", base, "--adapter", adapter, "--out", out];
+  if (onnx.length) args.push("--onnx", onnx.join(","));
   if (inputs) args.push("--inputs", inputs);
   let last: (JobOutcome & object) | ReferenceManifest | undefined;
   await runPython(args, (line) => {

@@ -51,7 +51,8 @@ export function renderHtml(r: ConformanceReport): string {
   const t = r.totals;
   const rows = r.cases.map((p) => {
     const cls = p.status === "passed" ? "pass" : p.status === "failed" ? "fail" : "notrun";
-    const status = p.status === "not_run" ? `not run<div class="why">${esc(p.reason ?? "")}</div>` : STATUS[p.status];
+    const why = p.status === "not_run" ? (p.reason ?? "") : p.status === "failed" ? (p.notes[0] ?? "") : "";
+    const status = `${p.status === "not_run" ? "not run" : STATUS[p.status]}${why ? `<div class="why">${esc(why.length > 300 ? `${why.slice(0, 300)}…` : why)}</div>` : ""}`;
     return `<tr class="${cls}"><td>${esc(p.case_id)}</td><td>${esc(p.backend_pair[0])} <span class="vs">vs</span> ${esc(p.backend_pair[1])}</td><td>${p.kind}</td><td class="status">${status}</td><td class="num">${fmt(p.max_abs)}</td><td class="num">${fmt(p.max_rel)}</td><td class="num">${fmt(p.tolerance.abs)} / ${fmt(p.tolerance.rel)} <small>${esc(p.tolerance.dtype)}</small></td><td class="where">${esc(whereText(p))}</td></tr>`;
   });
   const byCase = new Map<string, PairResult[]>();

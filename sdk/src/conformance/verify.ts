@@ -40,7 +40,8 @@ export async function runVerify(options: VerifyOptions): Promise<ConformanceRepo
   const out = options.workDir ? resolve(options.workDir) : mkdtempSync(join(tmpdir(), "loraport-verify-"));
   mkdirSync(out, { recursive: true });
   try {
-    const manifest = await runReferenceVerify(base, adapter, out, options.inputs);
+    // The reference process also makes the ONNX exports (it has the base loaded already).
+    const manifest = await runReferenceVerify(base, adapter, out, options.inputs, ["adapter-inputs", "merged"]);
     const dtype = await baseDtype(join(out, manifest.tensors));
     const caseFile: CaseFile = {
       id: "verify", title: `${adapter} on ${base}`, dtype, tolerances: TOLERANCES[dtype] ?? TOLERANCES["F32"]!,

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--adapter", required=True)
     v.add_argument("--out", required=True)
     v.add_argument("--inputs", default=None, help='JSON file {"input_ids": [[...]], "attention_mask": [[...]]}')
+    v.add_argument("--onnx", default="", help="comma-separated ONNX export modes to make in this process (adapter-inputs,merged)")
     args = p.parse_args(argv)
 
     from .errors import CaseError
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                                 ts_adapter=args.ts_adapter, ts_adapter_forward=args.ts_adapter_forward)
         else:
             manifest = run_verify(args.base, args.adapter, args.out, inputs_file=args.inputs)
+            if args.onnx:
+                export_for_case(manifest, [m for m in args.onnx.split(",") if m])
     except CaseError as e:
         # A typed, one-line failure the TS runner turns into a LoraportError.
         print(json.dumps({"error": {"type": type(e).__name__, "message": str(e), "file": e.file}}))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
@@ -41,7 +44,7 @@ def build_base(spec: dict[str, Any], base_dir: str | None = None) -> nn.Module:
         tiny_models._seeded(model, kwargs.get("seed", 0))  # same seeding rule as the transformers builders
     else:
         try:
-            model = tiny_models.build(family, **kwargs)
+            model = _cached_build(family, kwargs) if family in CACHED_FAMILIES else tiny_models.build(family, **kwargs)
         except (ValueError, TypeError) as e:
             raise CaseError(None, f"base: {e}") from None
     model.eval()
@@ -49,6 +52,51 @@ def build_base(spec: dict[str, Any], base_dir: str | None = None) -> nn.Module:
     if dtype not in TORCH_DTYPES:
         raise CaseError(None, f"base.dtype is {dtype!r}; expected one of {sorted(TORCH_DTYPES)}")
     return model.to(TORCH_DTYPES[dtype])
+
+
+# Seeding GPT-2 Medium's 355M parameters takes ~20 s per run; the seeded weights are cached (keyed by the
+# builder's source, its arguments and the library versions) under $LORAPORT_CACHE_DIR or .loraport-cache/.
+CACHED_FAMILIES = ("gpt2-medium", "roberta-base")
+
+
+def _cache_path(family: str, kwargs: dict[str, Any]) -> str:
+    import transformers
+
+    with open(tiny_models.__file__, "rb") as f:
+        src = f.read()
+    key = hashlib.sha256(json.dumps([family, kwargs, torch.__version__, transformers.__version__], sort_keys=True).encode() + src).hexdigest()[:16]
+    root = os.environ.get("LORAPORT_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "../../../.loraport-cache")
+    return os.path.join(root, "conformance", f"{family}-{key}.safetensors")
+
+
+def _cached_build(family: str, kwargs: dict[str, Any]) -> nn.Module:
+    from safetensors.torch import load_file, save_file
+    from transformers.initialization import no_init_weights
+
+    path = _cache_path(family, kwargs)
+    if os.path.isfile(path):
+        # Same architecture without paying for any init (tiny_models' seeding is skipped), then the cached values.
+        with no_init_weights(), mock.patch.object(tiny_models, "_seeded", lambda m, seed: m):
+            model = tiny_models.build(family, **kwargs)
+        state = load_file(path)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        tied = {k for k in missing if k.endswith("lm_head.weight")}
+        if unexpected or set(missing) - tied:
+            raise CaseError(path, f"cached base does not fit the model (missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]}); delete the file")
+        model.tie_weights()
+        return model.eval()
+    model = tiny_models.build(family, **kwargs)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    seen: set[int] = set()
+    state = {}
+    for k, v in model.state_dict().items():  # tied tensors once (safetensors refuses shared storage)
+        if v.data_ptr() not in seen:
+            seen.add(v.data_ptr())
+            state[k] = v.contiguous()
+    tmp = f"{path}.{os.getpid()}.tmp"
+    save_file(state, tmp)
+    os.replace(tmp, path)
+    return model
 
 
 def load_hf_folder(folder: str) -> nn.Module:

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from safetensors.torch import save_file
 from torch import nn
@@ -44,6 +44,15 @@ def skeleton(model: nn.Module, names: list[str]) -> nn.Module:
             cur = getattr(cur, p)
         cur.add_module(parts[-1], copy.deepcopy(model.get_submodule(n)))
     return root
+
+
+def peft_on_skeleton(skel: nn.Module, folder: str) -> PeftModel:
+    """PEFT's own loading of an adapter folder onto a skeleton. The task type is dropped: a task wrapper such as
+    PeftModelForCausalLM needs generation hooks the skeleton lacks, and merged weights do not depend on it
+    (modules_to_save is in the config itself)."""
+    cfg = PeftConfig.from_pretrained(folder)
+    cfg.task_type = None
+    return PeftModel.from_pretrained(skel, folder, config=cfg)
 
 
 def output_of(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -192,7 +201,7 @@ def _published(case, out, sink, manifest, reference_dir, base_dir, ts_adapter, t
     for tag, folder in (("recipe", os.path.join(out, "adapter")), ("ts-converted", ts_adapter)):
         if not folder:
             continue
-        pm = PeftModel.from_pretrained(skeleton(base, modules + head_names), folder)
+        pm = peft_on_skeleton(skeleton(base, modules + head_names), folder)
         for k, t in peft_merged_weights(pm).items():
             sink.put(f"weights/peft.merge[{tag}]/{k}", t)
         if tag == "ts-converted":
