@@ -261,6 +261,8 @@ def export_model(
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    # mkdtemp makes it 0700; the finished folder gets the permissions a plain mkdir would give.
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         with torch.no_grad():
             program = torch.onnx.export(wrapped, tuple(args), dynamo=True, dynamic_shapes=(*dyn, tuple(lora_dyn)) if lora_dyn else tuple(dyn), input_names=names,
@@ -288,6 +290,17 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
     progress("export", 4, 4, "done")
     return ExportResult(out_dir=str(out), manifest=manifest, seconds=time.perf_counter() - t0)
+
+
+def _umask() -> int:
+    """The process umask without setting it (os.umask would briefly change it for the sidecar's other thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def _merge_peft(model: nn.Module, adapter_dir: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
