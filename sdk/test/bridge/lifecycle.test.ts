@@ -3,7 +3,7 @@
  * on the next call, the parent killed, close(), and the tcp + CURVE transport.
  */
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Dealer } from "zeromq";
 import { encode } from "@msgpack/msgpack";
@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import { SidecarError, SidecarExitedError, TimeoutError } from "../../src/errors.js";
 import { ModelHandle, Sidecar } from "../../src/bridge/index.js";
 import { tensor } from "../../src/tensor/index.js";
-import { REPO_ROOT } from "../helpers/python.js";
+import { REPO_ROOT, tempDir } from "../helpers/python.js";
 
 function alive(pid: number): boolean {
   try {
@@ -104,6 +104,28 @@ describe("sidecar lifecycle", () => {
     child.kill("SIGKILL");
     expect(await waitGone(pid, 5000)).toBe(true);
     expect(existsSync(dir)).toBe(false);
+  });
+
+  it("an interpreter that cannot start the sidecar fails start() with a SidecarExitedError carrying its exit code and stderr", async () => {
+    const t = tempDir("loraport-badpy-");
+    try {
+      const crash = join(t.dir, "crash.sh");
+      writeFileSync(crash, "#!/bin/sh\necho 'ModuleNotFoundError: No module named torch' >&2\nexit 3\n");
+      const chatty = join(t.dir, "chatty.sh");
+      writeFileSync(chatty, "#!/bin/sh\necho 'hello there'\nsleep 30\n");
+      chmodSync(crash, 0o755);
+      chmodSync(chatty, 0o755);
+      const e1 = (await Sidecar.start({ python: crash }).catch((e: unknown) => e)) as SidecarExitedError;
+      expect(e1).toBeInstanceOf(SidecarExitedError);
+      expect(e1.exitCode).toBe(3);
+      expect(e1.message).toContain("No module named torch");
+      const e2 = (await Sidecar.start({ python: chatty, forceKillAfterMs: 200 }).catch((e: unknown) => e)) as Error;
+      expect(e2.message).toContain(`printed "hello there" instead of its READY line`);
+      const e3 = (await Sidecar.start({ python: join(t.dir, "missing") }).catch((e: unknown) => e)) as Error;
+      expect(e3.message).toMatch(/could not start: .*ENOENT/);
+    } finally {
+      t.cleanup();
+    }
   });
 
   it("tcp transport: loopback only, CURVE-encrypted, and a client without the keys gets nothing", async () => {
