@@ -123,7 +123,7 @@ export function resolveLoralibOptions(ckpt: LoralibCheckpoint, opts: LoralibOpti
       throw new AdapterError(`${ckpt.file}: ${why}; pass --preset NAME or give --r and --alpha (and --enable-lora for fused projections)`, { code: "E_PRESET" });
     }
   }
-  if (preset?.note) notes.push(preset.note);
+  if (preset?.note && opts.alpha === undefined && opts.r === undefined) notes.push(preset.note);
   const r = opts.r ?? preset?.r;
   const alpha = opts.alpha ?? preset?.alpha;
   if (r === undefined || alpha === undefined) throw new AdapterError(`${ckpt.file}: r and alpha are needed`, { code: "E_PRESET" });
