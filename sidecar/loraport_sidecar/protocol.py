@@ -59,6 +59,7 @@ class Request:
     frames: list[Any]  # zmq.Frame or bytes, one per descriptor
     deadline: float | None  # ms since epoch
     ident: bytes = b""
+    nbytes: int = 0  # tensor bytes held until the request is done (backpressure accounting)
     received_at: float = field(default_factory=time.monotonic)
 
 

@@ -40,6 +40,9 @@ class ServerConfig:
     max_header_bytes: int = 4 << 20
     bulk_threshold: int = 1 << 20
     validate_results: bool = False
+    # Tensor bytes waiting for the compute thread above which the bulk socket is not read (backpressure: libzmq
+    # then holds a few messages and the client's sends wait). The control socket is always read.
+    max_queued_bytes: int = 2 << 30
 
     @classmethod
     def from_json(cls, doc: dict) -> "ServerConfig":
@@ -47,7 +50,8 @@ class ServerConfig:
                    max_message_bytes=int(doc.get("maxMessageBytes", 8 << 30)),
                    max_header_bytes=int(doc.get("maxHeaderBytes", 4 << 20)),
                    bulk_threshold=int(doc.get("bulkThreshold", 1 << 20)),
-                   validate_results=bool(doc.get("validateResults", False)))
+                   validate_results=bool(doc.get("validateResults", False)),
+                   max_queued_bytes=int(doc.get("maxQueuedBytes", 2 << 30)))
 
 
 class Server:
@@ -60,6 +64,8 @@ class Server:
         self.ops_ready = threading.Event()
         self.ops_error: BaseException | None = None
         self._queue: queue.Queue[P.Request] = queue.Queue()
+        self._queued_bytes = 0
+        self._queued_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._bulk_peers: dict[bytes, bytes] = {}  # control routing id → bulk routing id
         self._auth = None
@@ -150,7 +156,13 @@ class Server:
         socks = [s for s in (self.control, self.bulk, self.out) if s is not None]
         for s in socks:
             poller.register(s, zmq.POLLIN)
+        bulk_paused = False
         while not self.stop.is_set():
+            if self.bulk is not None:
+                full = self._queued_bytes >= self.config.max_queued_bytes
+                if full != bulk_paused:
+                    poller.modify(self.bulk, 0 if full else zmq.POLLIN)
+                    bulk_paused = full
             try:
                 ready = dict(poller.poll(100))
             except zmq.ZMQError:
@@ -159,6 +171,8 @@ class Server:
                 if s not in ready:
                     continue
                 for _ in range(256):  # drain, but let the other sockets have a turn
+                    if s is self.bulk and self._queued_bytes >= self.config.max_queued_bytes:
+                        break
                     try:
                         frames = s.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                     except zmq.Again:
@@ -255,9 +269,14 @@ class Server:
         if err:
             raise P.ProtocolViolation(f"{method} params: {err}", rid, method)
         if method == "ping":  # answered here, even while the compute thread is busy
-            self._send(ident, P.result_header(rid, method, {"pong": True, "time": time.time() * 1000}, []))
+            self._send(ident, P.result_header(rid, method, {"pong": True, "time": time.time() * 1000, "queuedBytes": self._queued_bytes,
+                                                            "queuedRequests": self._queue.qsize()}, []))
             return
-        self._queue.put(P.Request(rid, method, header["params"], header["tensors"], tensor_frames, header.get("deadline"), ident))
+        req = P.Request(rid, method, header["params"], header["tensors"], tensor_frames, header.get("deadline"), ident)
+        req.nbytes = sum(d["nbytes"] for d in header["tensors"])
+        with self._queued_lock:
+            self._queued_bytes += req.nbytes
+        self._queue.put(req)
 
     # ---- compute thread --------------------------------------------------------------------------
     def _load_ops(self) -> None:
@@ -282,8 +301,12 @@ class Server:
                 req = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._run(push, req)
-            self._cancelled.discard(req.id)
+            try:
+                self._run(push, req)
+            finally:
+                with self._queued_lock:
+                    self._queued_bytes -= req.nbytes
+                self._cancelled.discard(req.id)
         push.close(linger=0)
 
     def _run(self, push: zmq.Socket, req: P.Request) -> None:

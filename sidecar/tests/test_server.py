@@ -82,3 +82,43 @@ def test_bad_messages_get_protocol_errors_and_the_sidecar_stays_up(sc, frames, m
 def test_unknown_handle_is_a_remote_key_error(sc):
     h, _ = sc.call("forward", {"handle": "m999"})
     assert h["kind"] == "error" and "unknown model handle" in h["error"]["message"]
+
+
+def test_bulk_socket_backpressure_keeps_queued_bytes_bounded():
+    """With the compute thread busy, the sidecar stops reading the bulk socket once maxQueuedBytes are waiting;
+    ping still answers on the control socket, and every request is served once the compute thread frees up."""
+    import zmq
+    s = SidecarProcess(maxQueuedBytes=1 << 20)
+    bulk = s.ctx.socket(zmq.DEALER)
+    try:
+        # The TS client's identities: control "C" + token, bulk "B" + token.
+        s.sock.close(0)
+        s.sock = s.ctx.socket(zmq.DEALER)
+        s.sock.setsockopt(zmq.IDENTITY, b"Ctok")
+        s.sock.setsockopt(zmq.LINGER, 0)
+        s.sock.connect(s.endpoints["control"])
+        bulk.setsockopt(zmq.IDENTITY, b"Btok")
+        bulk.setsockopt(zmq.LINGER, 0)
+        bulk.connect(s.endpoints["bulk"])
+        s.call("hello")
+        busy = s.send("sleep", {"ms": 1500})
+        ids = []
+        for _ in range(4):
+            rid = s.next_id
+            s.next_id += 1
+            ids.append(rid)
+            desc = {"dtype": "U8", "shape": [1 << 20], "nbytes": 1 << 20}
+            bulk.send_multipart([msgpack.packb({"v": 1, "id": rid, "kind": "request", "method": "echo", "params": {"echo": False},
+                                                "tensors": [desc], "deadline": None}), b"\0" * (1 << 20)])
+        time.sleep(0.5)
+        h, _ = s.call("ping")
+        assert h["result"]["queuedBytes"] <= 1 << 20, h["result"]
+        assert s.final(busy)[0]["kind"] == "result"
+        for rid in ids:
+            h, _ = s.final(rid)
+            assert h["kind"] == "result" and h["result"]["nbytes"] == 1 << 20
+        h, _ = s.call("ping")
+        assert h["result"]["queuedBytes"] == 0
+    finally:
+        bulk.close(0)
+        assert s.close() == []

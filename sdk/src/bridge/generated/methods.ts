@@ -327,6 +327,14 @@ export interface PingResult {
    * Sidecar wall clock, ms since the epoch.
    */
   time: number;
+  /**
+   * Tensor bytes received and waiting for (or held by) the compute thread.
+   */
+  queuedBytes?: number;
+  /**
+   * Requests waiting for the compute thread.
+   */
+  queuedRequests?: number;
 }
 
 /**
