@@ -119,6 +119,17 @@ describe("serving behaviour", () => {
         expect(maxErr(res.logits.data as Float32Array, k === null ? f.baseLogits : f.adapters[k]!.logits).abs).toBeLessThanOrEqual(TOL);
       }
       expect(ticks).toBeGreaterThan(0);
+
+      // One long run (128 × 64 tokens): a 1 ms timer keeps firing while it computes. Were ORT's synchronous run on
+      // this thread, the timer could fire at most once or twice around it.
+      const big = Array.from({ length: 128 }, (_, b) => Array.from({ length: 64 }, (_, t) => (b * 7 + t * 3) % 128));
+      let during = 0;
+      const iv = setInterval(() => during++, 1);
+      const long = await model.run({ inputIds: big }, { adapter: "a0" });
+      clearInterval(iv);
+      console.log(`long run ${long.ms.toFixed(1)} ms in the worker; 1 ms timer fired ${during} times meanwhile`);
+      expect(long.ms).toBeGreaterThan(20);
+      expect(during).toBeGreaterThanOrEqual(Math.max(5, Math.floor(long.ms / 10)));
     } finally {
       await model.close();
     }
