@@ -29,6 +29,8 @@ export interface SidecarOptions {
   readonly restartOnExit?: boolean;
   /** Cap on tensor bytes per message (both sides enforce it), default 8 GiB. */
   readonly maxMessageBytes?: number;
+  /** Tensor bytes waiting in the sidecar above which it stops reading large messages (backpressure); default 2 GiB. */
+  readonly maxQueuedBytes?: number;
   /** Messages with at least this many tensor bytes go over the bulk socket; default 1 MiB. */
   readonly bulkThreshold?: number;
   /** Check every result against its schema in the sidecar (slower; for tests); default false. */

@@ -132,6 +132,7 @@ export class Sidecar implements AsyncDisposable {
     const config: Record<string, unknown> = {
       control: endpoints.control, bulk: endpoints.bulk, maxMessageBytes, bulkThreshold,
       validateResults: this.opts.validateResults ?? false,
+      ...(this.opts.maxQueuedBytes !== undefined ? { maxQueuedBytes: this.opts.maxQueuedBytes } : {}),
     };
     if (endpoints.curve) {
       config["curve"] = { serverSecret: endpoints.curve.serverSecret, serverPublic: endpoints.curve.serverPublic, clientPublic: endpoints.curve.clientPublic };
