@@ -3,3 +3,5 @@ export * from "./safetensors/index.js";
 export * from "./torch/index.js";
 export { loadStateDict } from "./load-state-dict.js";
 export { detectFormat, type WeightsFormat } from "./detect.js";
+export { summariseWeights, type WeightsSummary } from "./summary.js";
+export { convertTorchToSafetensors, type TorchToSafetensorsResult } from "./convert.js";

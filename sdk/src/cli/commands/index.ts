@@ -1,11 +1,13 @@
 import type { Command } from "commander";
+import { registerConvert } from "./convert.js";
 import { registerConformance } from "./conformance.js";
 import { registerDemo } from "./demo.js";
 import { registerExport } from "./export.js";
 import { registerMerge } from "./merge.js";
 import { registerRun } from "./run.js";
 import { registerTrain } from "./train.js";
+import { registerInspect } from "./inspect.js";
 import { registerVerify } from "./verify.js";
 
 /** Every CLI command registers itself here, one file per command. */
-export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerMerge, registerExport, registerRun, registerTrain, registerConformance, registerVerify];
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerInspect, registerConvert, registerMerge, registerExport, registerRun, registerTrain, registerConformance, registerVerify];

@@ -20,6 +20,17 @@ export interface TorchCheckpoint {
   tensors: Map<string, Tensor>;
   /** Tensor name → storage key; names sharing a key share storage in the checkpoint. */
   storageOf: Map<string, string>;
+  /** Tensor name → how it viewed its storage in the checkpoint (equal views = the same tensor, e.g. tied weights). */
+  views: Map<string, TensorView>;
+}
+
+export interface TensorView {
+  readonly storage: string;
+  /** Device the storage was saved from (`cpu`, `cuda:0`, ...); the data is always read to the CPU. */
+  readonly location: string;
+  /** In elements of the tensor's dtype. */
+  readonly offset: number;
+  readonly stride: readonly number[];
 }
 
 /** data.pkl larger than this is not a state dict's pickle. */
@@ -52,21 +63,26 @@ export async function readTorchCheckpoint(path: string): Promise<TorchCheckpoint
     const storageBytes = new Map<string, Uint8Array>();
     for (const ref of hooks.storages.values()) storageBytes.set(ref.key, await readStorage(path, zip, prefix, ref));
 
-    const storageOfTensor = new WeakMap<Tensor, string>();
+    const viewOfTensor = new WeakMap<Tensor, TensorView>();
     const built = new Map<PendingTensor, Tensor>();
     const value = resolve(raw, new Map(), (p, where) => {
       let t = built.get(p);
       if (!t) {
         t = materialise(path, where, p, storageBytes.get(p.storage.key)!);
         built.set(p, t);
-        storageOfTensor.set(t, p.storage.key);
+        viewOfTensor.set(t, { storage: p.storage.key, location: p.storage.location, offset: p.offset, stride: p.stride });
       }
       return t;
     });
     const tensors = flattenStateDict(path, value);
+    const views = new Map<string, TensorView>();
     const storageOf = new Map<string, string>();
-    for (const [name, t] of tensors) storageOf.set(name, storageOfTensor.get(t)!);
-    return { value, tensors, storageOf };
+    for (const [name, t] of tensors) {
+      const v = viewOfTensor.get(t)!;
+      views.set(name, v);
+      storageOf.set(name, v.storage);
+    }
+    return { value, tensors, storageOf, views };
   } finally {
     await fh.close();
   }

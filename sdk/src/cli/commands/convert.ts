@@ -1,0 +1,32 @@
+import { type Command, Option } from "commander";
+import { LoraportError } from "../../errors.js";
+import { convertTorchToSafetensors } from "../../formats/convert.js";
+import { toPeft, withPeftOptions, type ConvertPeftOptions } from "./convert-peft.js";
+
+/** What `convert` can produce; each target is one function here (the adapter engineer adds `peft`). */
+type ConvertOptions = { out: string; to: string } & ConvertPeftOptions;
+const TARGETS: Record<string, (input: string, opts: ConvertOptions) => Promise<void>> = {
+  safetensors: toSafetensors,
+  peft: toPeft,
+};
+
+/** `loraport convert <checkpoint> --out <file> [--to safetensors|peft]` (peft flags: convert-peft.ts). */
+export function registerConvert(program: Command): void {
+  withPeftOptions(program
+    .command("convert")
+    .description("convert a checkpoint: a torch .pt/.bin to safetensors (metadata {\"format\": \"pt\"}, shared tensors stored once), or a loralib checkpoint to a PEFT adapter folder (--to peft)")
+    .argument("<input>", "the checkpoint to convert")
+    .requiredOption("--out <path>", "where to write the result")
+    .addOption(new Option("--to <target>", "what to write: safetensors or peft").default("safetensors")))
+    .action(async (input: string, opts: ConvertOptions) => {
+      const target = TARGETS[opts.to];
+      if (!target) throw new LoraportError("E_USAGE", `--to ${opts.to}: unknown target (expected one of ${Object.keys(TARGETS).join(", ")})`);
+      await target(input, opts);
+    });
+}
+
+async function toSafetensors(input: string, opts: ConvertOptions): Promise<void> {
+  const r = await convertTorchToSafetensors(input, opts.out);
+  console.log(`wrote ${opts.out}: ${r.written.length} tensors, ${r.bytes} bytes of data`);
+  for (const [alias, kept] of r.aliases) console.log(`  '${alias}' shares its tensor with '${kept}': stored once, as '${kept}'`);
+}
