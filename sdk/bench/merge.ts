@@ -90,7 +90,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       for (const [phase, v] of [["load", p1.load_s], ["merge_and_unload", p1.merge_s], ["save_pretrained", p1.save_s]] as const) {
         rows.push({ name: `  of which PEFT ${phase}`, values: { "PEFT 1 thread": v }, unit: "s" });
       }
-      rows.push({ name: `  max |loraport − PEFT| on ${6} projections (${dtype})`, values: { loraport: diff }, unit: "abs" });
+      rows.push({ name: `  max abs diff loraport vs PEFT, 6 projections (${dtype})`, values: { loraport: diff }, unit: "abs" });
       ratios.push({ name: `${dtype} loraport / PEFT (1 thread, as loraport)`, ratio: ours / p1.total_s, target: 1 });
       ratios.push({ name: `${dtype} loraport / PEFT (${threads} threads)`, ratio: ours / pN.total_s, note: "PEFT with every core; loraport computes on one" });
       ratios.push({ name: `${dtype} loraport / memory-bound limit`, ratio: ours / limit, note: `${(bytes / 1e9).toFixed(2)} GB read+written at the measured ${(rate / 1e9).toFixed(1)} GB/s memcpy rate` });
