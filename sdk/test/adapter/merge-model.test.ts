@@ -66,6 +66,33 @@ describe("merge into a sharded base", () => {
     expect(hashFolder(base)).toBe(baseHash); // the base is only read
   });
 
+  it("a BF16 base: same as PEFT's merge into BF16 up to rare 1-ulp rounding flips", async () => {
+    const { adapter } = await readPeftAdapter(join(tmp.dir, "adapter"));
+    const out = join(tmp.dir, "merged-bf16.safetensors");
+    await mergeModel(join(tmp.dir, "base_bf16"), adapter, out);
+    const ours = (await readSafetensors(out)).tensors;
+    const ref = (await readSafetensors(join(tmp.dir, "peft_merged_bf16.safetensors"))).tensors;
+    let differ = 0;
+    let total = 0;
+    let worstUlps = 0;
+    for (const [n, t] of ref) {
+      expect(ours.get(n)!.dtype).toBe("BF16");
+      const a = ours.get(n)!.data as Uint16Array;
+      const b = t.data as Uint16Array;
+      for (let i = 0; i < b.length; i++) {
+        total++;
+        if (a[i] !== b[i]) {
+          differ++;
+          // Same sign and exponent neighbourhood: adjacent BF16 codes differ by 1.
+          worstUlps = Math.max(worstUlps, Math.abs(a[i]! - b[i]!));
+        }
+      }
+    }
+    console.log(`BF16 base: ${differ} of ${total} values differ from PEFT (max ${worstUlps} ulp)`);
+    expect(worstUlps).toBeLessThanOrEqual(1);
+    expect(differ / total).toBeLessThan(1e-3);
+  });
+
   it("--dtype bf16 casts every float tensor after merging in F32", async () => {
     const { adapter } = await readPeftAdapter(join(tmp.dir, "adapter"));
     const f32 = join(tmp.dir, "m32");
