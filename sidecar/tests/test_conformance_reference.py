@@ -52,3 +52,19 @@ def test_missing_checkpoint_and_bad_case_are_named(tmp_path):
     bad.write_text(json.dumps({"id": "x", "base": {"family": "gpt2"}, "adapter": {"source": "lycoris"}}))
     with pytest.raises(CaseError, match=r"bad\.json: adapter\.source"):
         run_case(str(bad), str(tmp_path / "b"))
+
+
+def test_conformance_case_as_a_sidecar_op(tmp_path):
+    from sidecar_client import SidecarProcess
+
+    sc = SidecarProcess()
+    try:
+        header, _ = sc.call("conformanceCase", {"case": os.path.join(CASES, "conv2d-peft.json"), "out": str(tmp_path)})
+        assert header["kind"] == "result", header
+        manifest = header["result"]["manifest"]
+        assert manifest["case_id"] == "generated/conv2d-peft"
+        t = load_file(os.path.join(manifest["out"], manifest["tensors"]))
+        assert set(manifest["weights"]["params"]) == {"conv1.weight", "conv2.weight"}
+        assert all(f"weights/peft.merge/{p}" in t for p in manifest["weights"]["params"])
+    finally:
+        sc.close()

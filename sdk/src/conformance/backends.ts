@@ -1,6 +1,7 @@
 /**
  * loraport's own backends in the suite, each producing the tensors one side of a pair is made of:
  * - `ts.merge`: loraport's TS merge of the case's adapter into the base weights (per adapted module);
+ * - `ts.loralib-merge`: loraport's loralib math on the loralib checkpoint itself (no conversion);
  * - `ts.convert`: loraport's loralib → PEFT converter, whose output PEFT then merges (`peft.merge[ts-converted]`);
  * - `ort.adapter-inputs` / `ort.merged`: the exported model in ONNX Runtime (outputs per input batch).
  * A backend that refuses a feature (UnsupportedFeatureError) makes its pairs "not run" with the reason.
@@ -10,8 +11,8 @@ import { join } from "node:path";
 import { LoraportError } from "../errors.js";
 import type { TensorSource } from "../formats/safetensors/index.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { tensor, toFloat32 } from "../tensor/tensor-impl.js";
-import { convertLoralibToPeft, mergeWeight, readLoralibCheckpoint, readPeftAdapter, resolveModule, writePeftAdapter } from "../adapter/index.js";
+import { fromFloat32, tensor, toFloat32 } from "../tensor/tensor-impl.js";
+import { convertLoralibToPeft, loralibConvDelta, mergedLinearDelta, mergeWeight, readLoralibCheckpoint, readPeftAdapter, resolveModule, writePeftAdapter } from "../adapter/index.js";
 import { LoraModel } from "../runtime/index.js";
 import type { CaseFile } from "./case.js";
 import { pythonPath, type ReferenceManifest } from "./reference-side.js";
@@ -40,6 +41,46 @@ export async function tsMerge(ctx: BackendContext, adapterDir: string | undefine
   // modules_to_save: the merged model carries the adapter's copy as is.
   for (const [name, t] of adapter.extraTensors) out.set(name, t);
   return { tensors: out };
+}
+
+/**
+ * `ts.loralib-merge`: loraport's loralib math applied to the loralib checkpoint directly, no conversion:
+ * MergedLinear blocks (`mergedLinearDelta`), ConvLoRA's reshape (`loralibConvDelta`), Linear, Conv1D layout
+ * and Embedding (`mergeWeight`), with scaling alpha/r from the case file.
+ */
+export async function tsLoralibMerge(ctx: BackendContext, checkpoint: string | undefined): Promise<BackendOutput> {
+  if (!checkpoint) return { notRun: "not applicable: the case has no loralib checkpoint" };
+  const a = ctx.caseFile.adapter as unknown as { r: number; lora_alpha: number; enable_lora?: boolean[] | null; fan_in_fan_out?: boolean };
+  const scaling = a.lora_alpha / a.r;
+  const ckpt = await readLoralibCheckpoint(checkpoint);
+  const out = new Map<string, Tensor>();
+  for (const [name, { A, B }] of ckpt.modules) {
+    const key = `base/${name}.weight`;
+    if (!ctx.reference.entry(key)) throw new LoraportError("E_CONFORMANCE", `${ctx.caseFile.path}: the reference side wrote no base weight for module '${name}'`);
+    const base = await ctx.reference.read(key);
+    let merged: Tensor;
+    if (base.shape.length === 4) {
+      merged = addInF32(base, loralibConvDelta(A, B, base.shape, scaling, name));
+    } else if (a.enable_lora) {
+      const outFeatures = a.fan_in_fan_out ? base.shape[1]! : base.shape[0]!;
+      merged = addInF32(base, mergedLinearDelta(A, B, a.enable_lora, outFeatures, scaling, a.fan_in_fan_out ?? false, name));
+    } else {
+      // Stored [A cols, B rows] without fan_in_fan_out can only be an embedding table [num_embeddings, dim].
+      const embedding = !a.fan_in_fan_out && base.shape[0] === A.shape[1] && base.shape[1] === B.shape[0] && base.shape[0] !== base.shape[1];
+      merged = mergeWeight(base, { kind: embedding ? "embedding" : a.fan_in_fan_out ? "conv1d" : "linear", A, B }, scaling, { module: name });
+    }
+    out.set(`${name}.weight`, merged);
+  }
+  for (const [name, t] of ckpt.other) out.set(name, t);
+  return { tensors: out };
+}
+
+function addInF32(base: Tensor, delta: Tensor): Tensor {
+  const w = toFloat32(base, true);
+  const d = toFloat32(delta);
+  if (w.length !== d.length) throw new LoraportError("E_SHAPE", `ΔW has ${d.length} values for a base of ${w.length}`);
+  for (let i = 0; i < w.length; i++) w[i] = w[i]! + d[i]!;
+  return fromFloat32(w, base.dtype, base.shape);
 }
 
 /**

@@ -10,7 +10,7 @@ import { openSafetensors, type TensorSource } from "../formats/safetensors/index
 import type { ProgressCallback } from "../progress.js";
 import { referenceFile } from "../reference.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { ortForward, tsConvert, tsMerge, type BackendContext, type BackendOutput } from "./backends.js";
+import { ortForward, tsConvert, tsLoralibMerge, tsMerge, type BackendContext, type BackendOutput } from "./backends.js";
 import { readCaseFolder, type BackendPair, type CaseFile } from "./case.js";
 import { compareTensors } from "./compare.js";
 import { conformanceReferenceDir, repoRoot } from "./paths.js";
@@ -204,6 +204,8 @@ async function produce(ctx: BackendContext, name: string, kind: BackendPair["kin
       if (ctx.caseFile.adapter.source !== "peft" && convertNotRun) return convertOutcome(convertNotRun);
       return tsMerge(ctx, ctx.caseFile.adapter.source === "peft" ? m.adapters["peft"] : join(ctx.workDir, "ts_adapter"));
     }
+    case "ts.loralib-merge":
+      return tsLoralibMerge(ctx, m.adapters["loralib"] ?? m.adapters["checkpoint"]);
     case "ort.adapter-inputs":
       return ortForward(ctx, "adapter-inputs", peftDir);
     case "ort.merged":

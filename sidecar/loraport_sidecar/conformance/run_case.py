@@ -165,6 +165,7 @@ def _forward_spec(case: dict[str, Any], base_dir: str | None, manifest: dict[str
 def _published(case, out, sink, manifest, reference_dir, base_dir, ts_adapter, ts_adapter_forward) -> None:
     a = case["adapter"]
     ref_dir = reference_dir or os.environ.get("LORAPORT_REFERENCE_DIR") or DEFAULT_REFERENCE_DIR
+    manifest["adapters"]["checkpoint"] = os.path.abspath(os.path.join(ref_dir, a["file"]))
     sd = load_checkpoint(os.path.join(ref_dir, a["file"]))
     pairs, extra = split_lora(sd)
     lora = {"r": a["r"], "lora_alpha": a["lora_alpha"], "targets": a["targets"], "enable_lora": a.get("enable_lora"),
