@@ -46,6 +46,52 @@ export interface AttachAdapterResult {
 }
 
 /**
+ * conformanceCase params. Conformance reference side: build the base, adapter and inputs of one case file (conformance/cases/*.json) and compute loralib's and PEFT's merged weights and outputs, written to out/reference.safetensors (names: base/<param>, weights/<backend>/<param>, forward/<backend>/batch<i>, inputs/batch<i>/<name>). No tensors travel; the result is the manifest describing what was written. Same as `python -m loraport_sidecar.conformance case`.
+ */
+export interface ConformanceCaseParams {
+  /**
+   * path of the case JSON file
+   */
+  case: string;
+  /**
+   * folder for the reference tensors, adapters, base and exports
+   */
+  out: string;
+  /**
+   * folder of the published checkpoints
+   */
+  referenceDir?: string;
+  /**
+   * a Hugging Face model folder with real base weights (published cases)
+   */
+  base?: string;
+  /**
+   * PEFT folder written by loraport's converter (PEFT loads it)
+   */
+  tsAdapter?: string;
+  /**
+   * the same for the forward model
+   */
+  tsAdapterForward?: string;
+  /**
+   * ONNX exports to make for the ORT pairs
+   */
+  onnx?: ("adapter-inputs" | "merged")[];
+}
+
+export interface ConformanceCaseResult {
+  /**
+   * what was written (sdk/src/conformance/reference-side.ts ReferenceManifest)
+   */
+  manifest: {
+    case_id: string;
+    out: string;
+    tensors: string;
+    [k: string]: unknown | undefined;
+  };
+}
+
+/**
  * echo params. Diagnostics: receive tensors and send them back (or only their sizes when echo is false). For round-trip tests and the benchmark.
  */
 export interface EchoParams {
@@ -388,6 +434,7 @@ export interface SleepResult {
 /** Every method the schemas define: its params and result types. */
 export interface MethodMap {
   attachAdapter: { params: AttachAdapterParams; result: AttachAdapterResult };
+  conformanceCase: { params: ConformanceCaseParams; result: ConformanceCaseResult };
   echo: { params: EchoParams; result: EchoResult };
   exportOnnx: { params: ExportOnnxParams; result: ExportOnnxResult };
   exportTrainStep: { params: ExportTrainStepParams; result: ExportTrainStepResult };
@@ -406,4 +453,4 @@ export interface MethodMap {
 
 export type MethodName = keyof MethodMap;
 
-export const METHOD_NAMES: readonly MethodName[] = ["attachAdapter","echo","exportOnnx","exportTrainStep","fail","forward","generate","getTensors","hello","loadModel","mergeAndUnload","ping","releaseModel","saveAdapter","sleep"];
+export const METHOD_NAMES: readonly MethodName[] = ["attachAdapter","conformanceCase","echo","exportOnnx","exportTrainStep","fail","forward","generate","getTensors","hello","loadModel","mergeAndUnload","ping","releaseModel","saveAdapter","sleep"];
