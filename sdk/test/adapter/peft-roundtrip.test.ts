@@ -13,7 +13,7 @@ import { readSafetensors, writeSafetensors } from "../../src/formats/safetensors
 import { toFloat32, type Tensor } from "../../src/tensor/index.js";
 import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
 
-const ALL = ["gpt2_conv1d", "llama", "roberta_cls", "dora", "rslora_patterns", "embedding", "lora_bias", "conv2d", "bin"];
+const ALL = ["gpt2_conv1d", "llama", "roberta_cls", "dora", "rslora_patterns", "embedding", "lora_bias", "conv2d", "dora_conv_embedding", "bin"];
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/peft_cases.py"), "utf8");
 
 interface CheckResult {
