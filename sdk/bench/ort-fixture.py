@@ -1,7 +1,9 @@
 """ORT bench fixture: a GPT-2-small-shaped model (random seeded weights), a PEFT adapter on c_attn, both exports
 (adapter-inputs, merged), and PyTorch eager forward latency measured here, inside Python, at the same thread count.
 
-argv: <work dir> <n_layer> <threads> <seq> <reps>. Prints one JSON document.
+argv: <work dir> <n_layer> <threads> <seq> <reps>. Prints one JSON document, then serves timing requests on stdin
+(`torch N` / `peft N` → one JSON line with the best of N forwards, `quit`), so the TS side can interleave PyTorch and
+ORT rounds: on a shared machine, figures taken minutes apart are not comparable.
 """
 import json
 import statistics
@@ -31,12 +33,12 @@ ids = torch.randint(0, 50257, (1, seq), generator=torch.Generator().manual_seed(
 mask = torch.ones_like(ids)
 
 
-def bench(model):
+def bench(model, n=None):
     with torch.inference_mode():
-        for _ in range(3):
+        for _ in range(2):
             model(input_ids=ids, attention_mask=mask)
         times = []
-        for _ in range(reps):
+        for _ in range(n or reps):
             t0 = time.perf_counter()
             model(input_ids=ids, attention_mask=mask)
             times.append((time.perf_counter() - t0) * 1e3)
@@ -44,13 +46,20 @@ def bench(model):
 
 
 # Merged LoRA has the base model's shapes and cost: PyTorch eager on the base stands for PyTorch merged.
-torch_base = bench(base.eval())
-torch_peft = bench(pm)
+base.eval()
 with torch.inference_mode():
     ref = pm(input_ids=ids, attention_mask=mask).logits[0, -1].tolist()
 t0 = time.perf_counter()
 export_onnx(work / "base", work / "ai", mode="adapter-inputs", targets=["c_attn"])
 t_export_ai = time.perf_counter() - t0
 export_onnx(work / "base", work / "merged", mode="merged", adapter_dir=work / "adapter")
-print(json.dumps({"torchEagerMs": torch_base, "torchPeftUnmergedMs": torch_peft, "ids": ids[0].tolist(), "refLastLogits": ref,
-                  "exportSeconds": t_export_ai, "torchThreads": torch.get_num_threads()}))
+print(json.dumps({"ids": ids[0].tolist(), "refLastLogits": ref,
+                  "exportSeconds": t_export_ai, "torchThreads": torch.get_num_threads()}), flush=True)
+
+models = {"torch": base, "peft": pm}
+for line in sys.stdin:
+    cmd, *rest = line.split()
+    if cmd == "quit":
+        break
+    n = int(rest[0]) if rest else 5
+    print(json.dumps({"best": bench(models[cmd], n)}), flush=True)

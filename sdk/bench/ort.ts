@@ -1,13 +1,15 @@
 /**
  * ONNX Runtime suite (CPU, same thread count everywhere): forward latency for batch 1 × 128 tokens on a
  * GPT-2-small-shaped model (12 layers, 768 wide, random weights) — ORT merged vs ORT adapter-inputs vs PyTorch
- * eager timed inside Python — and the cost of swapping adapters vs creating a new session.
- * `--quick`: 2 layers, 64 tokens.
+ * eager timed inside Python — and the cost of switching adapters vs creating a new session.
+ * PyTorch and ORT are timed in interleaved rounds (best of each), so a busy spell on a shared machine hits both.
+ * `--quick`: 2 layers, 64 tokens. `LORAPORT_EP=cuda` runs ORT on the CUDA provider (scripts/gpu-check.sh).
  */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { readPeftAdapter } from "../src/adapter/peft-io.js";
 import { LoraModel, lastLogits } from "../src/runtime/lora-model.js";
 import type { BenchOptions, BenchResult, BenchSuite } from "./types.js";
@@ -15,50 +17,67 @@ import type { BenchOptions, BenchResult, BenchSuite } from "./types.js";
 const ROOT = resolve(import.meta.dirname, "../..");
 
 interface Fixture {
-  torchEagerMs: number;
-  torchPeftUnmergedMs: number;
   ids: number[];
   refLastLogits: number[];
   exportSeconds: number;
   torchThreads: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+/** The Python side: builds and exports, then answers timing requests line by line. */
+function startFixture(work: string, layers: number, threads: number, seq: number): { first: Promise<Fixture>; time(what: "torch" | "peft", n: number): Promise<number>; quit(): void } {
+  const py = spawn(join(ROOT, ".venv/bin/python"), [join(import.meta.dirname, "ort-fixture.py"), work, String(layers), String(threads), String(seq), "3"], {
+    env: { ...process.env, PYTHONWARNINGS: "ignore", TRANSFORMERS_VERBOSITY: "error" }, stdio: ["pipe", "pipe", "pipe"],
+  });
+  let stderr = "";
+  py.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const waiting: Array<{ resolve(line: string): void; reject(e: Error): void }> = [];
+  createInterface({ input: py.stdout }).on("line", (line) => {
+    if (line.trim().startsWith("{")) waiting.shift()?.resolve(line);
+  });
+  py.on("exit", (code) => {
+    for (const w of waiting.splice(0)) w.reject(new Error(`ort-fixture.py exited (${code}): ${stderr}`));
+  });
+  const next = (): Promise<string> => new Promise((res, rej) => waiting.push({ resolve: res, reject: rej }));
+  return {
+    first: next().then((l) => JSON.parse(l) as Fixture),
+    time: async (what, n) => {
+      const p = next();
+      py.stdin.write(`${what} ${n}\n`);
+      return (JSON.parse(await p) as { best: number }).best;
+    },
+    quit: () => py.stdin.end("quit\n"),
+  };
 }
 
-async function timeRuns(model: LoraModel, ids: number[], adapters: (string | null)[], reps: number): Promise<{ worker: number; e2e: number; prep: number }> {
-  for (let i = 0; i < 3; i++) await model.run({ inputIds: ids }, { adapter: adapters[i % adapters.length]! });
+/** Best of n runs, worker-side time (inside session.run), plus the largest feed-assembly time seen. */
+async function timeOrt(model: LoraModel, ids: number[], adapters: (string | null)[], n: number): Promise<{ worker: number; e2e: number; prep: number }> {
+  await model.run({ inputIds: ids }, { adapter: adapters[0]! });
   const w: number[] = [], e: number[] = [], p: number[] = [];
-  for (let i = 0; i < reps; i++) {
+  for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     const r = await model.run({ inputIds: ids }, { adapter: adapters[i % adapters.length]! });
     e.push(performance.now() - t0);
     w.push(r.ms);
     p.push(r.prepMs);
   }
-  // Best of reps (as the Python side): on a shared machine interference only ever adds time.
   return { worker: Math.min(...w), e2e: Math.min(...e), prep: Math.max(...p) };
 }
 
 async function run(opts: BenchOptions): Promise<BenchResult> {
   const layers = opts.quick ? 2 : 12;
   const seq = opts.quick ? 64 : 128;
-  const reps = opts.quick ? 10 : 20;
+  const rounds = opts.quick ? 3 : 5;
+  const perRound = 3;
   const threads = Math.min(availableParallelism(), 8);
+  const ep = (process.env["LORAPORT_EP"] ?? "cpu") as "cpu" | "cuda";
+  const sessionOpts = { executionProviders: [ep], intraOpNumThreads: threads, interOpNumThreads: 1 };
   const work = mkdtempSync(join(tmpdir(), "loraport-bench-ort-"));
+  const py = startFixture(work, layers, threads, seq);
   try {
-    if (opts.verbose) process.stderr.write(`bench ort: building GPT-2-shaped ${layers}-layer model, exporting, timing PyTorch (${threads} threads)…\n`);
-    const out = execFileSync(join(ROOT, ".venv/bin/python"), [join(import.meta.dirname, "ort-fixture.py"), work, String(layers), String(threads), String(seq), String(reps)], {
-      encoding: "utf8", maxBuffer: 64 * 1024 * 1024, env: { ...process.env, PYTHONWARNINGS: "ignore", TRANSFORMERS_VERBOSITY: "error" }, stdio: ["ignore", "pipe", "pipe"],
-    }).trim().split("\n");
-    const fx = JSON.parse(out[out.length - 1]!) as Fixture;
-    // LORAPORT_EP=cuda (scripts/gpu-check.sh): ORT on the CUDA provider; PyTorch stays on the CPU build in .venv.
-    const ep = (process.env["LORAPORT_EP"] ?? "cpu") as "cpu" | "cuda";
-    const sessionOpts = { executionProviders: [ep], intraOpNumThreads: threads, interOpNumThreads: 1 };
+    if (opts.verbose) process.stderr.write(`bench ort: building a GPT-2-shaped ${layers}-layer model and exporting it (${threads} threads)…\n`);
+    const fx = await py.first;
 
-    // New-session cost (what swapping would cost without adapter inputs), then merged latency.
+    // New-session cost: what switching adapters would cost without adapter inputs.
     const loads: number[] = [];
     let merged: LoraModel | undefined;
     for (let i = 0; i < 3; i++) {
@@ -67,48 +86,63 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       merged = await LoraModel.load(join(work, "merged"), sessionOpts);
       loads.push(performance.now() - t0);
     }
-    const mergedT = await timeRuns(merged!, fx.ids, [null], reps);
-    const mergedErr = maxAbs(lastLogits(await merged!.run({ inputIds: fx.ids })), fx.refLastLogits);
-    await merged!.close();
-
+    const mergedModel = merged!;
     const ai = await LoraModel.load(join(work, "ai"), sessionOpts);
     const a1 = (await readPeftAdapter(join(work, "adapter"))).adapter;
     const a2 = (await readPeftAdapter(join(work, "adapter2"))).adapter;
     const registers: number[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 4; i++) {
       const t0 = performance.now();
       await ai.registerAdapter(i % 2 ? "b" : "a", i % 2 ? a2 : a1);
       registers.push(performance.now() - t0);
     }
-    const aiSame = await timeRuns(ai, fx.ids, ["a"], reps);
-    const aiAlt = await timeRuns(ai, fx.ids, ["a", "b"], reps);
-    const aiBase = await timeRuns(ai, fx.ids, [null], reps);
+
+    const best = { torch: Infinity, peft: Infinity, merged: Infinity, ai: Infinity, rank0: Infinity, mergedE2e: Infinity, aiE2e: Infinity, switch: 0 };
+    for (let r = 0; r < rounds; r++) {
+      if (opts.verbose) process.stderr.write(`bench ort: round ${r + 1}/${rounds}\n`);
+      best.torch = Math.min(best.torch, await py.time("torch", perRound));
+      best.peft = Math.min(best.peft, await py.time("peft", perRound));
+      const m = await timeOrt(mergedModel, fx.ids, [null], perRound);
+      const a = await timeOrt(ai, fx.ids, ["a"], perRound);
+      const alt = await timeOrt(ai, fx.ids, ["a", "b"], perRound);
+      const z = await timeOrt(ai, fx.ids, [null], perRound);
+      best.merged = Math.min(best.merged, m.worker);
+      best.mergedE2e = Math.min(best.mergedE2e, m.e2e);
+      best.ai = Math.min(best.ai, a.worker);
+      best.aiE2e = Math.min(best.aiE2e, a.e2e);
+      best.rank0 = Math.min(best.rank0, z.worker);
+      best.switch = Math.max(best.switch, alt.prep);
+    }
+    const mergedErr = maxAbs(lastLogits(await mergedModel.run({ inputIds: fx.ids })), fx.refLastLogits);
     const aiErr = maxAbs(lastLogits(await ai.run({ inputIds: fx.ids }, { adapter: "a" })), fx.refLastLogits);
+    await mergedModel.close();
     await ai.close();
 
-    // Switching = the worker picking another registered adapter's feeds for the next run (max over the runs).
-    const switchMs = aiAlt.prep;
+    const register = Math.min(...registers);
+    const load = Math.min(...loads);
     return {
       suite: "ort",
       conditions: {
         model: `GPT-2 shapes, ${layers} layers, 768 wide, vocab 50257, random weights`, tokens: `1 × ${seq}`, threads: `${threads} (torch ${fx.torchThreads}, ORT intra-op)`, "ORT provider": ep,
-        adapter: "r 16 on c_attn (second adapter r 8)", reps, "parity vs PEFT (last position)": `adapter-inputs ${aiErr.toExponential(1)}, merged ${mergedErr.toExponential(1)}`,
+        adapter: "r 16 on c_attn (second adapter r 8)", timing: `best of ${rounds} interleaved rounds × ${perRound} runs`,
+        "parity vs PEFT (last position, max abs)": `adapter-inputs ${aiErr.toExponential(1)}, merged ${mergedErr.toExponential(1)}`,
         "export (adapter-inputs)": `${fx.exportSeconds.toFixed(1)} s`,
       },
       rows: [
-        { name: "forward latency (best of reps)", unit: "ms", values: { "torch eager": fx.torchEagerMs, "torch PEFT unmerged": fx.torchPeftUnmergedMs, "ORT merged": mergedT.worker, "ORT adapter-inputs": aiSame.worker, "ORT adapter-inputs rank 0": aiBase.worker } },
-        { name: "forward incl. worker round trip (best)", unit: "ms", values: { "ORT merged": mergedT.e2e, "ORT adapter-inputs": aiSame.e2e } },
-        { name: "switch adapter per request (feed assembly, max)", unit: "ms", values: { "ORT adapter-inputs": switchMs } },
-        { name: "register a new adapter (upload factors)", unit: "ms", values: { "ORT adapter-inputs": median(registers) } },
-        { name: "create a new session (LoraModel.load)", unit: "ms", values: { "ORT merged": median(loads) } },
+        { name: "forward latency", unit: "ms", values: { "torch eager": best.torch, "torch PEFT unmerged": best.peft, "ORT merged": best.merged, "ORT adapter-inputs": best.ai, "ORT adapter-inputs rank 0": best.rank0 } },
+        { name: "forward incl. worker round trip", unit: "ms", values: { "ORT merged": best.mergedE2e, "ORT adapter-inputs": best.aiE2e } },
+        { name: "switch adapter per request (feed assembly, worst)", unit: "ms", values: { "ORT adapter-inputs": best.switch } },
+        { name: "register a new adapter (factors to the worker)", unit: "ms", values: { "ORT adapter-inputs": register } },
+        { name: "create a new session (LoraModel.load)", unit: "ms", values: { "ORT merged": load } },
       ],
       ratios: [
-        { name: "ORT merged / torch eager", ratio: mergedT.worker / fx.torchEagerMs, target: 0.8 },
-        { name: "ORT adapter-inputs / ORT merged", ratio: aiSame.worker / mergedT.worker, target: 1.2 },
-        { name: "adapter switch / new session", ratio: switchMs / median(loads), note: `switch ${switchMs.toFixed(3)} ms (target < 1 ms); registering a new adapter ${median(registers).toFixed(2)} ms; new session ${median(loads).toFixed(0)} ms` },
+        { name: "ORT merged / torch eager", ratio: best.merged / best.torch, target: 0.8 },
+        { name: "ORT adapter-inputs / ORT merged", ratio: best.ai / best.merged, target: 1.2 },
+        { name: "adapter switch / new session", ratio: best.switch / load, note: `switch ${best.switch.toFixed(3)} ms (target < 1 ms); registering a new adapter ${register.toFixed(2)} ms; new session ${load.toFixed(0)} ms` },
       ],
     };
   } finally {
+    py.quit();
     rmSync(work, { recursive: true, force: true });
   }
 }
