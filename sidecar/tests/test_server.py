@@ -33,10 +33,12 @@ def test_echo_round_trips_tensors(sc):
 
 def test_ping_is_answered_while_the_compute_thread_is_busy(sc):
     slow = sc.send("sleep", {"ms": 1500})
-    t0 = time.monotonic()
     ping = sc.send("ping")
-    h, _ = sc.final(ping)
-    assert h["kind"] == "result" and time.monotonic() - t0 < 0.5
+    # The first final reply is the ping's: it did not wait behind the compute thread.
+    h, _ = sc.recv(5000)
+    while h["kind"] == "progress":
+        h, _ = sc.recv(5000)
+    assert h["id"] == ping and h["kind"] == "result"
     h, _ = sc.final(slow)
     assert h["kind"] == "result"
 
