@@ -19,7 +19,7 @@ class ModelEntry:
     loralib_meta: dict = field(default_factory=dict)
 
 
-class UnknownHandle(KeyError):
+class UnknownHandle(LookupError):
     pass
 
 
