@@ -1,10 +1,12 @@
 /**
  * Atomic file output: write to a temp file in the destination's folder, fsync, then rename over the
  * destination, so a crash never leaves a half-written file where a reader expects a whole one.
+ * Also the positional read/write helpers the formats share (exact reads into fresh aligned buffers).
  */
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { constants } from "node:buffer";
 import { FormatError } from "../errors.js";
 
 /** Largest single write/read call (Node refuses buffers past 2 GiB in one fs call). */
@@ -46,6 +48,7 @@ export async function writeFileAtomic(path: string, fill: (fh: FileHandle) => Pr
 
 /** Read exactly `length` bytes at `position` into a fresh, 8-byte-aligned buffer (no zero-fill). */
 export async function readExactly(fh: FileHandle, position: number, length: number, file: string): Promise<Uint8Array> {
+  checkAllocatable(file, `${length} bytes at offset ${position}`, length);
   const out = Buffer.allocUnsafeSlow(length);
   let done = 0;
   while (done < length) {
@@ -56,4 +59,11 @@ export async function readExactly(fh: FileHandle, position: number, length: numb
     done += bytesRead;
   }
   return new Uint8Array(out.buffer, out.byteOffset, length);
+}
+
+/** One buffer cannot exceed the runtime's limit (4 GiB on Node 20): a typed error instead of a RangeError. */
+export function checkAllocatable(file: string, what: string, bytes: number): void {
+  if (bytes > constants.MAX_LENGTH) {
+    throw new FormatError(file, `${what} is larger than one buffer can hold here (${constants.MAX_LENGTH} bytes)`);
+  }
 }

@@ -146,6 +146,8 @@ write("shortpkl.pt", lambda n, d: d[: len(d) // 2] if n == pkl_name else d)
 write("badmemo.pt", lambda n, d: d[:2] + b"j\\xff\\xff\\xff\\x7f0" + d[2:] if n == pkl_name else d)
 write("hugestr.pt", lambda n, d: d[:2] + b"X\\xff\\xff\\xff\\x7fw" + d[2:] if n == pkl_name else d)
 write("shortstorage.pt", lambda n, d: d[:4] if n.endswith("data/0") else d)
+import torch
+torch.save({"w": torch.zeros(1).expand(2**31)}, out + "/expand-bomb.pt")  # 8 GiB once made dense
 `;
     runPython(made, [join(tmp.dir, "nested.pt"), tmp.dir]);
     const want: Array<[string, RegExp]> = [
@@ -154,6 +156,7 @@ write("shortstorage.pt", lambda n, d: d[:4] if n.endswith("data/0") else d)
       ["badmemo.pt", /pickle: memo key \d+ was never stored/],
       ["hugestr.pt", /pickle: truncated/],
       ["shortstorage.pt", /storage '0' .* needs 48 bytes, archive entry has 4/],
+      ["expand-bomb.pt", /checkpoint\['w'\]: tensor \[2147483648\] \(8589934592 bytes\) is larger than one buffer can hold/],
     ];
     for (const [name, message] of want) {
       const err = await readTorchCheckpoint(join(tmp.dir, name)).then(() => undefined, (e: unknown) => e);

@@ -6,6 +6,7 @@ import { FormatError } from "../../errors.js";
 import { itemsize } from "../../tensor/dtype.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { fromBytes, numel } from "../../tensor/tensor-impl.js";
+import { checkAllocatable } from "../atomic-file.js";
 import type { PendingTensor } from "./allowlist.js";
 
 /** `storage` holds the storage's bytes (8-byte aligned, offset 0). */
@@ -19,6 +20,8 @@ export function materialise(file: string, where: string, p: PendingTensor, stora
     throw new FormatError(file, `${where}: tensor size [${p.size.join(", ")}] has too many elements`);
   }
   if (n === 0) return fromBytes(p.dtype, p.size, new Uint8Array(0));
+  // An expanded view (stride 0) can describe far more elements than its storage holds.
+  checkAllocatable(file, `${where}: tensor [${p.size.join(", ")}] (${n * es} bytes)`, n * es);
   let last = p.offset;
   for (let d = 0; d < p.size.length; d++) last += (p.size[d]! - 1) * p.stride[d]!;
   if (!Number.isSafeInteger(last) || last >= storageElems) {
