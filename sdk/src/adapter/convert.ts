@@ -1,6 +1,9 @@
 /**
  * Exact loralib → PEFT conversion.
  * - `lora.Linear`: the same A and B (PEFT names them `lora_A.weight`, `lora_B.weight`).
+ * - `lora.Embedding` (A [r, num_embeddings], B [dim, r], as PEFT's): `lora_embedding_A` / `lora_embedding_B`. loralib
+ *   keys do not say which modules are embeddings: names like `wte`, `embed_tokens`, `word_embeddings` are taken as
+ *   embeddings, or the caller lists them (`embeddings`).
  * - `MergedLinear` with k enabled blocks of rank r: one PEFT LoRA of rank k·r on the fused module, A' = A,
  *   B' block-structured (block g's rows hold B_g in columns [g·r, (g+1)·r), disabled blocks zero), and
  *   lora_alpha' = k·alpha so that alpha'/r' = alpha/r: B'·A' equals loralib's ΔW term by term.
@@ -12,6 +15,9 @@ import type { LoraAdapter, LoraModule } from "./adapter.js";
 import { loraConfig } from "./config.js";
 import { resolveLoralibOptions, type LoralibCheckpoint, type LoralibOptions, type ResolvedLoralib } from "./loralib.js";
 import { expandMergedLinearB } from "./math.js";
+
+/** Module names loralib examples give their embeddings. */
+const EMBEDDING_NAME = /(^|\.)(wte|embed_tokens|word_embeddings|tok_embeddings|embed_in)$/;
 
 export interface ConversionReport {
   readonly resolved: ResolvedLoralib;
@@ -31,16 +37,25 @@ export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOp
   const k = enableLora ? enableLora.filter(Boolean).length : 1;
   if (enableLora && k === 0) throw new AdapterError(`enable_lora [${enableLora.join(",")}] enables no block`);
   const modules = new Map<string, LoraModule>();
+  // Embeddings keep rank r while fused modules become k·r: they get their own rank/alpha pattern entries.
+  const rankPattern: Record<string, number> = {};
+  const alphaPattern: Record<string, number> = {};
   for (const [name, { A, B }] of ckpt.modules) {
+    const embedding = options.embeddings?.includes(name) ?? EMBEDDING_NAME.test(name);
+    const kind = embedding ? "embedding" : res.fanInFanOut ? "conv1d" : "linear";
+    const kMod = embedding ? 1 : k;
     const aRows = A.shape[0]!;
     const [bRows, bR] = B.shape as [number, number];
-    if (aRows !== k * r) {
-      throw new AdapterError(`${ckpt.file}: ${name}.lora_A has ${aRows} rows but r=${r} with ${k} enabled block(s) needs ${k * r}; check --r / --enable-lora`, { code: "E_RANK" });
+    if (aRows !== kMod * r) {
+      throw new AdapterError(`${ckpt.file}: ${name}.lora_A has ${aRows} rows but r=${r} with ${kMod} enabled block(s) needs ${kMod * r}; check --r / --enable-lora`, { code: "E_RANK" });
     }
     if (bR !== r) throw new AdapterError(`${ckpt.file}: ${name}.lora_B has shape [${B.shape.join(", ")}]; r=${r} needs ${r} columns`, { code: "E_RANK" });
-    const kind = res.fanInFanOut ? "conv1d" : "linear";
-    if (!enableLora) {
+    if (!enableLora || embedding) {
       modules.set(name, { kind, A, B });
+      if (embedding && k !== 1) {
+        rankPattern[`^${name.replace(/\./g, "\\.")}`] = r;
+        alphaPattern[`^${name.replace(/\./g, "\\.")}`] = alpha;
+      }
       continue;
     }
     if (bRows % k !== 0) throw new AdapterError(`${ckpt.file}: ${name}.lora_B rows ${bRows} are not divisible by ${k} enabled blocks`);
@@ -66,7 +81,10 @@ export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOp
     base_model_name_or_path: res.baseModel,
     r: peftR,
     lora_alpha: peftAlpha,
-    target_modules: res.targets,
+    // Every converted module must be a target, including embeddings the preset does not list.
+    target_modules: [...new Set([...res.targets, ...[...modules.keys()].filter((n) => !res.targets.some((t) => n === t || n.endsWith(`.${t}`))).map((n) => n.split(".").pop()!)])],
+    rank_pattern: rankPattern,
+    alpha_pattern: alphaPattern,
     fan_in_fan_out: res.fanInFanOut,
     modules_to_save: res.headModules.length ? res.headModules : null,
     init_lora_weights: true,

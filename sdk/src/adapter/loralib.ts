@@ -80,6 +80,8 @@ export interface LoralibOptions {
   readonly enableLora?: readonly boolean[];
   readonly fanInFanOut?: boolean;
   readonly baseModel?: string;
+  /** Modules that are `lora.Embedding` (default: recognised by name, e.g. `transformer.wte`). */
+  readonly embeddings?: readonly string[];
 }
 
 /** The hyper-parameters a conversion runs with, and where each came from (always reported). */
