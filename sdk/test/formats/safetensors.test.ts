@@ -1,9 +1,9 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { FileMissingError, FormatError } from "../../src/errors.js";
 import { openSafetensors, openSafetensorsModel, readSafetensors, writeSafetensors } from "../../src/formats/safetensors/index.js";
-import { runPythonJson, tempDir } from "../helpers/python.js";
+import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
 import { mixedStateDict, randomTensor, sha256 } from "./fixtures.js";
 
 const tmp = tempDir("loraport-st-");
@@ -164,7 +164,6 @@ describe("validation: each bad file is a FormatError naming the file and the pro
 describe("openSafetensorsModel", () => {
   it("reads a sharded checkpoint through its index, and a folder with model.safetensors", async () => {
     const dir = join(tmp.dir, "sharded");
-    const { mkdirSync } = await import("node:fs");
     mkdirSync(dir);
     const a = randomTensor("F32", [3, 4], 1), b = randomTensor("BF16", [5], 2), c = randomTensor("I64", [2], 3);
     await writeSafetensors(join(dir, "model-00001-of-00002.safetensors"), [["a", a], ["b", b]], { format: "pt" });
@@ -194,5 +193,59 @@ describe("openSafetensorsModel", () => {
     const src = await openSafetensorsModel(single);
     expect(src.names).toEqual(["x"]);
     await src.close();
+  });
+});
+
+describe("large files", () => {
+  it("lists a 5 GB file and reads one tensor of it without reading the rest", async () => {
+    // A sparse file: the 5 GB tensor is a hole on disk, so this costs no disk space or time.
+    const big = 5_000_000_000;
+    const header = Buffer.from(JSON.stringify({
+      big: { dtype: "U8", shape: [big], data_offsets: [0, big] },
+      small: { dtype: "F32", shape: [4], data_offsets: [big, big + 16] },
+    }));
+    const path = join(tmp.dir, "sparse.safetensors");
+    const fd = openSync(path, "w");
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(header.length));
+    writeSync(fd, Buffer.concat([prefix, header]), 0, 8 + header.length, 0);
+    ftruncateSync(fd, 8 + header.length + big + 16);
+    writeSync(fd, Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), 0, 16, 8 + header.length + big);
+    closeSync(fd);
+    const before = process.memoryUsage().rss;
+    const src = await openSafetensors(path);
+    try {
+      expect(src.entry("big")!.byteLength).toBe(big);
+      expect(Array.from((await src.read("small")).data as Float32Array)).toEqual([1, 2, 3, 4]);
+      expect(process.memoryUsage().rss - before).toBeLessThan(200 * 2 ** 20);
+    } finally {
+      await src.close();
+    }
+  });
+
+  it("reads a sharded checkpoint saved by transformers save_pretrained as transformers loads it", async () => {
+    const dir = join(tmp.dir, "hf-sharded");
+    const want = runPythonJson<Record<string, string>>(`
+import sys, json, hashlib, importlib.util, os
+spec = importlib.util.spec_from_file_location("tiny", os.path.join(sys.argv[2], "sidecar/loraport_sidecar/reference/tiny_models.py"))
+tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
+m = tiny.llama(hidden_size=32, num_hidden_layers=2, intermediate_size=64, vocab_size=64)
+m.save_pretrained(sys.argv[1], max_shard_size="40KB")
+from safetensors.torch import load_file
+idx = json.load(open(os.path.join(sys.argv[1], "model.safetensors.index.json")))
+out = {}
+for name, shard in idx["weight_map"].items():
+    t = load_file(os.path.join(sys.argv[1], shard))[name]
+    out[name] = hashlib.sha256(bytes(t.contiguous().untyped_storage())[: t.numel() * t.element_size()]).hexdigest()
+print(json.dumps(out))
+`, [dir, REPO_ROOT]);
+    const src = await openSafetensorsModel(dir);
+    try {
+      expect(src.shards.length).toBeGreaterThan(1);
+      expect([...src.names].sort()).toEqual(Object.keys(want).sort());
+      for (const name of src.names) expect(sha256(await src.read(name)), name).toBe(want[name]);
+    } finally {
+      await src.close();
+    }
   });
 });
