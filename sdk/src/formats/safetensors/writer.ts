@@ -17,6 +17,7 @@ const DTYPE_RANK: Readonly<Record<DType, number>> = {
 };
 
 const utf8 = new TextEncoder();
+const STAGING_BYTES = 4 << 20;
 
 /** Bytewise (UTF-8) comparison, as Rust orders `String`s. */
 function compareUtf8(a: string, b: string): number {
@@ -81,7 +82,25 @@ export async function writeSafetensors(
 ): Promise<void> {
   const { header, ordered } = buildHeader(path, tensors, metadata);
   await writeFileAtomic(path, async (fh) => {
-    let pos = await writeAll(fh, header, 0);
-    for (const [, t] of ordered) pos = await writeAll(fh, bytesOf(t), pos);
+    // Small tensors (adapters have hundreds) are gathered into one staging buffer so that each costs a copy,
+    // not a write call; large ones are written straight from their own memory.
+    const staging = new Uint8Array(STAGING_BYTES);
+    let staged = 0;
+    let pos = 0;
+    const flush = async () => {
+      pos = await writeAll(fh, staging.subarray(0, staged), pos);
+      staged = 0;
+    };
+    for (const bytes of [header, ...ordered.map(([, t]) => bytesOf(t))]) {
+      if (bytes.byteLength > STAGING_BYTES / 4) {
+        await flush();
+        pos = await writeAll(fh, bytes, pos);
+        continue;
+      }
+      if (staged + bytes.byteLength > STAGING_BYTES) await flush();
+      staging.set(bytes, staged);
+      staged += bytes.byteLength;
+    }
+    await flush();
   });
 }
