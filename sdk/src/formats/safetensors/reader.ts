@@ -7,7 +7,7 @@ import { FileMissingError, FormatError } from "../../errors.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { fromBytes } from "../../tensor/tensor-impl.js";
 import { readExactly } from "../atomic-file.js";
-import { headerLength, parseHeader, type SafetensorsEntry } from "./header.js";
+import { headerLength, parseHeader, type ParsedHeader, type SafetensorsEntry } from "./header.js";
 
 /** Named tensors that can be listed without reading their data. */
 export interface TensorSource {
@@ -29,14 +29,19 @@ export async function openFileForReading(path: string): Promise<FileHandle> {
   }
 }
 
+/** Read and validate the length prefix and JSON header. */
+async function readHeader(fh: FileHandle, path: string): Promise<ParsedHeader & { fileSize: number }> {
+  const { size } = await fh.stat();
+  if (size < 8) throw new FormatError(path, `not a safetensors file: ${size} bytes, shorter than the 8-byte header length`);
+  const n = headerLength(path, await readExactly(fh, 0, 8, path), size);
+  return { ...parseHeader(path, await readExactly(fh, 8, n, path), size), fileSize: size };
+}
+
 /** Open one safetensors file; the header is validated before this resolves. */
 export async function openSafetensors(path: string): Promise<TensorSource> {
   const fh = await openFileForReading(path);
   try {
-    const { size } = await fh.stat();
-    if (size < 8) throw new FormatError(path, `not a safetensors file: ${size} bytes, shorter than the 8-byte header length`);
-    const n = headerLength(path, await readExactly(fh, 0, 8, path), size);
-    const header = parseHeader(path, await readExactly(fh, 8, n, path), size);
+    const header = await readHeader(fh, path);
     return new FileSource(path, fh, header.entries, header.metadata);
   } catch (err) {
     await fh.close();
@@ -78,14 +83,24 @@ class FileSource implements TensorSource {
   }
 }
 
-/** Read a whole safetensors file into memory. */
+/** Up to this much tensor data is read in one call and shared by the tensors (views into one buffer). */
+const ONE_READ_BYTES = 256 << 20;
+
+/** Read a whole safetensors file into memory. Small files come back as views into one buffer (one read). */
 export async function readSafetensors(path: string): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
-  const src = await openSafetensors(path);
+  const fh = await openFileForReading(path);
   try {
+    const { entries, metadata, dataStart, fileSize: size } = await readHeader(fh, path);
     const tensors = new Map<string, Tensor>();
-    for (const name of src.names) tensors.set(name, await src.read(name));
-    return { tensors, metadata: { ...src.metadata } };
+    if (size - dataStart <= ONE_READ_BYTES) {
+      // Many small tensors (an adapter): one read instead of one per tensor.
+      const data = await readExactly(fh, dataStart, size - dataStart, path);
+      for (const e of entries) tensors.set(e.name, fromBytes(e.dtype, e.shape, data.subarray(e.byteOffset - dataStart, e.byteOffset - dataStart + e.byteLength)));
+    } else {
+      for (const e of entries) tensors.set(e.name, fromBytes(e.dtype, e.shape, await readExactly(fh, e.byteOffset, e.byteLength, path)));
+    }
+    return { tensors, metadata };
   } finally {
-    await src.close();
+    await fh.close();
   }
 }
