@@ -5,6 +5,8 @@ export * from "./formats/safetensors/index.js";
 export * from "./formats/torch/index.js";
 export { loadStateDict } from "./formats/load-state-dict.js";
 export { detectFormat, type WeightsFormat } from "./formats/detect.js";
+export { summariseWeights, type WeightsSummary } from "./formats/summary.js";
+export { convertTorchToSafetensors, type TorchToSafetensorsResult } from "./formats/convert.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./adapter/index.js";
 export * from "./runtime/index.js";
