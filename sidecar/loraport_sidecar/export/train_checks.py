@@ -47,6 +47,20 @@ def check_graph_ops(path: str) -> dict:
     return {"file": name, "ir_version": model.ir_version, "opset": opset, "nodes": len(model.graph.node), "op_types": sorted(op_types)}
 
 
+def check_dynamic_batch(path: str, names: Sequence[str]) -> None:
+    """The batch inputs must keep symbolic dims: a tracer that specialises them gives a graph that only takes the
+    example's batch size and sequence length."""
+    model = onnx.load(path, load_external_data=False)
+    file = path.rsplit("/", 1)[-1]
+    for inp in model.graph.input:
+        if inp.name in names:
+            dims = inp.type.tensor_type.shape.dim
+            fixed = [i for i, d in enumerate(dims) if not d.dim_param]
+            if fixed:
+                shape = [d.dim_param or d.dim_value for d in dims]
+                raise ExportCheckError(f"{file}: input {inp.name} has fixed dims {shape}; batch and sequence must be dynamic (the tracer specialised them)")
+
+
 @dataclass
 class GradComparison:
     shape: tuple[int, int]

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad_and_value
+from torch.func import functional_call
 
 IGNORE_INDEX = -100
 TASKS = ("causal-lm", "seq-cls")
@@ -67,8 +67,14 @@ class StepFunctions:
         return out.logits
 
     def _grads(self, ps: Sequence[torch.Tensor], input_ids, attention_mask, labels):
-        grads, loss = grad_and_value(self._loss)(dict(zip(self.names, ps)), input_ids, attention_mask, labels)
-        return loss, [grads[n] for n in self.names]
+        # torch.autograd.grad, traced by make_fx below autograd, rather than torch.func.grad_and_value: under
+        # functorch's grad transform nn.Linear on 3-D inputs concretises the batch size and the graph loses
+        # its dynamic batch/sequence dims (seen with RoBERTa).
+        leaves = [p.detach().requires_grad_(True) for p in ps]
+        with torch.enable_grad():
+            loss = self._loss(dict(zip(self.names, leaves)), input_ids, attention_mask, labels)
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        return loss.detach(), [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, ps)]
 
     def _adamw(self, ps, ms, vs, gs, step, lr):
         """One torch.optim.AdamW step (decoupled weight decay, bias correction), as in _single_tensor_adamw."""

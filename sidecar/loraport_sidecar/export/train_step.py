@@ -33,7 +33,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from .train_checks import ExportCheckError, check_graph_ops, compare_grads
+from .train_checks import ExportCheckError, check_dynamic_batch, check_graph_ops, compare_grads
 from .train_graph import IGNORE_INDEX, TASKS, AdamWSettings, StepFunctions
 
 FORMAT = "loraport-train-step"
@@ -114,8 +114,9 @@ def tracing_patches():
     """What make_fx needs from transformers and torch to produce a correct, dynamic, standard-op graph."""
     import transformers.masking_utils as masking
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    # The SDPA shortcut branches on data (is the mask all ones?); a traced graph must not bake that in.
-    with mock.patch.object(masking, "_ignore_causal_mask_sdpa", lambda *a, **k: False), sdpa_kernel(SDPBackend.MATH):
+    # The SDPA shortcuts branch on data (is the mask all ones?); a traced graph must not bake that in.
+    with mock.patch.object(masking, "_ignore_causal_mask_sdpa", lambda *a, **k: False), \
+            mock.patch.object(masking, "_ignore_bidirectional_mask_sdpa", lambda *a, **k: False), sdpa_kernel(SDPBackend.MATH):
         yield
 
 
@@ -393,6 +394,7 @@ def export_train_step(out: str, *, base: str | None = None, builtin: str | None 
             dynamic = spec["dynamic"] if spec["dynamic"] is not None else [None] * len(spec["inputs"])
             export_onnx(gm, args_of[name], spec["inputs"], spec["outputs"], dynamic, path)
             info = check_graph_ops(path)
+            check_dynamic_batch(path, [n for n in ("input_ids", "attention_mask", "labels") if n in spec["inputs"]])
             graphs_out[name] = {"file": f"{name}.onnx", "inputs": spec["inputs"], "outputs": spec["outputs"],
                                 "ir_version": info["ir_version"], "opset": info["opset"], "nodes": info["nodes"],
                                 "op_types": info["op_types"], "export_seconds": round(time.perf_counter() - t0, 2)}
