@@ -244,6 +244,8 @@ export function mergeLowRankWasm(
   scaling: number,
   outDtype: DType,
   finish?: (W: Float32Array) => void,
+  /** Where the result's bytes go (a reusable buffer of at least `bytes`); default a fresh array. */
+  output?: (bytes: number) => ArrayBuffer,
 ): Tensor | null {
   const n = rows * cols;
   if (cols % 4 !== 0 || r === 0 || n !== base.data.length) return null;
@@ -280,14 +282,19 @@ export function mergeLowRankWasm(
   finish?.(W);
   switch (outDtype) {
     case "F32":
-      return { dtype: "F32", shape: base.shape, data: W.slice() };
+      return { dtype: "F32", shape: base.shape, data: output ? copyInto(new Float32Array(output(4 * n), 0, n), W) : W.slice() };
     case "BF16":
       kn.f2b(0, sByte, n8);
       if (n8 < n) f32ToBF16(W.subarray(n8), scratch.subarray(n8));
-      return { dtype: "BF16", shape: base.shape, data: scratch.slice() };
+      return { dtype: "BF16", shape: base.shape, data: output ? copyInto(new Uint16Array(output(2 * n), 0, n), scratch) : scratch.slice() };
     default:
       return { dtype: "F16", shape: base.shape, data: f32ToF16(W) };
   }
+}
+
+function copyInto<T extends Float32Array | Uint16Array>(dst: T, src: T): T {
+  dst.set(src);
+  return dst;
 }
 
 const SUPPORTED: ReadonlySet<DType> = new Set(["F32", "BF16", "F16"]);

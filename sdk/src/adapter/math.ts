@@ -75,6 +75,8 @@ export interface MergeOptions {
   readonly unmerge?: boolean;
   /** Output dtype; default the base's. */
   readonly dtype?: DType;
+  /** A reusable buffer for the result (at least `bytes` long); default a fresh array. Used by streaming merges. */
+  readonly output?: (bytes: number) => ArrayBuffer;
 }
 
 /** Check a base weight against what the module expects, naming the module and both shapes. */
@@ -100,7 +102,7 @@ export function mergeWeight(base: Tensor, m: LoraModule, scaling: number, option
   const outDtype = options.dtype ?? base.dtype;
   // Negating s is exact, so W + f32(BA)·(−s) is the same as W − f32(BA)·s.
   const s = options.unmerge ? -scaling : scaling;
-  const viaWasm = mergeLowRankWasm(base, rows, cols, L, R, r, s, outDtype, finish);
+  const viaWasm = mergeLowRankWasm(base, rows, cols, L, R, r, s, outDtype, finish, options.output);
   if (viaWasm) return viaWasm;
   const W = toFloat32(base, true);
   addLowRankJs(W, rows, cols, L, R, r, s);

@@ -136,6 +136,15 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       p.catch(() => {}); // a failed read surfaces when produce() awaits it, not as an unhandled rejection
       ahead.set(name, p);
     };
+    // Merged tensors go into two alternating buffers: the writer finishes tensor i before tensor i+2 is made,
+    // so reusing buffer i%2 is safe, and the kernel never waits on fresh (page-faulting) allocations.
+    const ring: ArrayBuffer[] = [new ArrayBuffer(0), new ArrayBuffer(0)];
+    let turn = 0;
+    const output = (bytes: number): ArrayBuffer => {
+      turn ^= 1;
+      if (ring[turn]!.byteLength < bytes) ring[turn] = new ArrayBuffer(bytes);
+      return ring[turn]!;
+    };
     const produce = async (name: string): Promise<Tensor> => {
       const pending = ahead.get(name);
       ahead.delete(name);
@@ -147,7 +156,7 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       const b = plan.biasOf.get(name);
       const rep = plan.replace.get(name);
       if (w) {
-        t = mergeWeight(base, w.m, w.scaling, { module: w.module, dtype, ...(options.safe ? { safe: true } : {}) });
+        t = mergeWeight(base, w.m, w.scaling, { module: w.module, dtype, output, ...(options.safe ? { safe: true } : {}) });
         merged.push({ module: w.module, tensor: name, kind: w.m.kind, r: w.r, scaling: w.scaling, dora: w.m.magnitude !== undefined });
       } else if (b) {
         t = mergeBias(base, b.m.bBias!, b.scaling, { module: b.module, dtype, ...(options.safe ? { safe: true } : {}) });
