@@ -240,8 +240,9 @@ def reference_grads(model: torch.nn.Module, names: list[str], values: Sequence[t
 
 
 def reference_adamw_step(model: torch.nn.Module, names: list[str], values: Sequence[torch.Tensor], batch: dict, lr: float,
-                         adamw: AdamWSettings) -> list[np.ndarray]:
-    """Parameters after one torch.optim.AdamW step on the PEFT model from `values` (the real optimizer)."""
+                         adamw: AdamWSettings) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Parameters after one torch.optim.AdamW step on the PEFT model from `values` (the real optimizer), and the
+    gradients it used."""
     params = dict(model.named_parameters())
     saved = [params[n].detach().clone() for n in names]
     try:
@@ -254,8 +255,9 @@ def reference_adamw_step(model: torch.nn.Module, names: list[str], values: Seque
             p.grad = None
         opt = torch.optim.AdamW(ps, lr=lr, betas=(adamw.beta1, adamw.beta2), eps=adamw.eps, weight_decay=adamw.weight_decay)
         model(**batch).loss.backward()
+        grads = [p.grad.detach().numpy().copy() for p in ps]
         opt.step()
-        return [p.detach().numpy().copy() for p in ps]
+        return [p.detach().numpy().copy() for p in ps], grads
     finally:
         with torch.no_grad():
             for n, x in zip(names, saved):
@@ -266,35 +268,45 @@ def reference_adamw_step(model: torch.nn.Module, names: list[str], values: Seque
 
 def update_check(folder: str, art: Artifact, model: torch.nn.Module, values: list[torch.Tensor], vocab: int, num_labels: int,
                  adamw: AdamWSettings) -> dict:
-    """One train_step.onnx step from the real initial adapter vs torch.optim.AdamW.
+    """The first AdamW step from the real initial adapter vs torch.optim.AdamW.
 
     At PEFT's init lora_B = 0, so every lora_A gradient is exactly zero: this is where a lost eps gives 0/0.
-    The first AdamW step moves each entry by about lr·sign(g), so the tolerance is a fraction of lr.
+    - apply_step.onnx fed torch's own gradients must reproduce torch.optim.AdamW (pure fp32 arithmetic);
+    - train_step.onnx must be finite everywhere and agree where |g| >> eps. Where |g| is near eps, Adam's
+      g / (|g| + eps) amplifies fp32 gradient noise (~1e-7 relative) up to a sizeable fraction of lr, in PyTorch
+      against itself as well, so those entries are reported, not gated.
     """
     import onnxruntime as ort
     lr = 1e-3
     batch = example_batch(art.task, vocab, num_labels, CHECK_SHAPES[1], seed=300, pad=True)
-    want = reference_adamw_step(model, art.names, values, batch, lr, adamw)
+    want, torch_grads = reference_adamw_step(model, art.names, values, batch, lr, adamw)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(os.path.join(folder, "train_step.onnx"), opts, providers=["CPUExecutionProvider"])
-    feed = {**{k: x.numpy() for k, x in zip(art.names_of("p"), values)},
-            **{k: np.zeros(x.shape, np.float32) for k, x in zip(art.names_of("m"), values)},
-            **{k: np.zeros(x.shape, np.float32) for k, x in zip(art.names_of("v"), values)},
-            "step": np.array(0.0, np.float32), "lr": np.array(lr, np.float32), **{k: v.numpy() for k, v in batch.items()}}
-    out = sess.run(None, feed)
-    got = out[1:1 + len(values)]
-    worst, where = 0.0, ""
-    for key, g, w in zip(art.io, got, want):
-        if not np.isfinite(g).all():
-            raise ExportCheckError(f"train_step.onnx: updated {key} has non-finite values after one step from the initial adapter")
-        d = float(np.abs(g - w).max())
-        if d >= worst:
-            worst, where = d, key
-    rec = {"graph": "train_step", "check": "one step from the initial adapter vs torch.optim.AdamW", "lr": lr,
-           "param_max_abs_err": worst, "worst_param": where, "tolerance_abs": 1e-2 * lr}
-    if worst > 1e-2 * lr:
-        raise ExportCheckError(f"train_step.onnx: updated params differ from torch.optim.AdamW by {worst:.3g} at {where} (tolerance {1e-2 * lr:g})")
+    zeros = lambda prefix: {k: np.zeros(x.shape, np.float32) for k, x in zip(art.names_of(prefix), values)}  # noqa: E731
+    p_feed = {k: x.numpy() for k, x in zip(art.names_of("p"), values)}
+    scalars = {"step": np.array(0.0, np.float32), "lr": np.array(lr, np.float32)}
+    apply = ort.InferenceSession(os.path.join(folder, "apply_step.onnx"), opts, providers=["CPUExecutionProvider"])
+    got_apply = apply.run(None, {**p_feed, **zeros("m"), **zeros("v"), **dict(zip(art.names_of("grad"), torch_grads)), **scalars})[:len(values)]
+    step = ort.InferenceSession(os.path.join(folder, "train_step.onnx"), opts, providers=["CPUExecutionProvider"])
+    got_step = step.run(None, {**p_feed, **zeros("m"), **zeros("v"), **scalars, **{k: v.numpy() for k, v in batch.items()}})[1:1 + len(values)]
+    apply_err, step_err, step_err_all, where = 0.0, 0.0, 0.0, ""
+    for key, ga, gs, w, g in zip(art.io, got_apply, got_step, want, torch_grads):
+        if not (np.isfinite(ga).all() and np.isfinite(gs).all()):
+            raise ExportCheckError(f"updated {key} has non-finite values after one step from the initial adapter (AdamW eps lost?)")
+        apply_err = max(apply_err, float(np.abs(ga - w).max()))
+        d = np.abs(gs - w)
+        step_err_all = max(step_err_all, float(d.max()))
+        clear = np.abs(g) > 1e3 * adamw.eps
+        if clear.any() and float(d[clear].max()) >= step_err:
+            step_err, where = float(d[clear].max()), key
+    rec = {"check": "first AdamW step from the initial adapter vs torch.optim.AdamW", "lr": lr,
+           "apply_step_max_abs_err": apply_err, "param_max_abs_err": step_err, "param_max_abs_err_all": step_err_all,
+           "worst_param": where, "tolerance_abs": 1e-2 * lr,
+           "note": "param_max_abs_err over entries with |grad| > 1e3·eps; near-eps entries amplify fp32 gradient noise"}
+    if apply_err > 1e-4 * lr:
+        raise ExportCheckError(f"apply_step.onnx: AdamW with PyTorch's gradients differs from torch.optim.AdamW by {apply_err:.3g} (tolerance {1e-4 * lr:g})")
+    if step_err > 1e-2 * lr:
+        raise ExportCheckError(f"train_step.onnx: updated params differ from torch.optim.AdamW by {step_err:.3g} at {where} (tolerance {1e-2 * lr:g})")
     return rec
 
 
