@@ -93,6 +93,16 @@ describe("sidecar calls", () => {
     expect(events.at(-1)).toMatchObject({ phase: "sleep", done: 1500, total: 1500, unit: "ms" });
   });
 
+  it("a large transfer on the bulk socket does not hold up a ping on the control socket", async () => {
+    const big = tensor("U8", [3 * 2 ** 20]); // under this sidecar's 4 MiB cap; bulk from 1 MiB
+    const transfers = Array.from({ length: 8 }, () => sc.call("echo", {}, [big]));
+    const order: string[] = [];
+    const bulkDone = Promise.all(transfers).then(() => order.push("bulk"));
+    const pinged = sc.ping().then(() => order.push("ping"));
+    await Promise.all([bulkDone, pinged]);
+    expect(order[0]).toBe("ping");
+  });
+
   it("1,000 concurrent small calls are all answered, each with its own value", async () => {
     const calls = Array.from({ length: 1000 }, (_, i) =>
       sc.call("echo", { value: i }, [tensor("I32", [1], new Int32Array([i]))]).then(({ result, tensors }) => {
