@@ -70,13 +70,17 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
   }
 }
 
+// One request at a time, in arrival order: a `close` or `setAdapter` never overtakes a run still in flight.
+let queue: Promise<void> = Promise.resolve();
 port.on("message", (msg: WorkerRequest) => {
-  handle(msg).then(
-    (res) => {
-      const transfer = res.ok && res.outputs ? Object.values(res.outputs).map((t) => t.data.buffer as ArrayBuffer) : [];
-      port.postMessage(res, transfer);
-      if (msg.op === "close") port.close();
-    },
-    (err: unknown) => port.postMessage({ id: msg.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies WorkerResponse),
+  queue = queue.then(() =>
+    handle(msg).then(
+      (res) => {
+        const transfer = res.ok && res.outputs ? Object.values(res.outputs).map((t) => t.data.buffer as ArrayBuffer) : [];
+        port.postMessage(res, transfer);
+        if (msg.op === "close") port.close();
+      },
+      (err: unknown) => port.postMessage({ id: msg.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies WorkerResponse),
+    ),
   );
 });

@@ -135,6 +135,18 @@ describe("serving behaviour", () => {
     }
   });
 
+  it("finishes runs already queued when closed, then refuses new ones", async () => {
+    const f = fx["gpt2"]!;
+    const model = await LoraModel.load(f.adapterInputs, { executionProviders: [EP] });
+    const pending = Array.from({ length: 5 }, () => model.run({ inputIds: IDS }));
+    await model.close();
+    for (const r of await Promise.allSettled(pending)) {
+      expect(r.status).toBe("fulfilled");
+      if (r.status === "fulfilled") expect(maxErr(r.value.logits.data as Float32Array, f.baseLogits).abs).toBeLessThanOrEqual(TOL);
+    }
+    await expect(model.run({ inputIds: IDS })).rejects.toThrow(/closed/);
+  });
+
   it("refuses an adapter made for another base, naming the module", async () => {
     const model = await LoraModel.load(fx["gpt2"]!.adapterInputs, { executionProviders: [EP] });
     try {
