@@ -9,6 +9,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CancelledError, FileMissingError, LoraportError } from "../../src/errors.js";
 import { learningRate, readTrainCheckpoint as readCheckpoint, Trainer, type TrainExample } from "../../src/training/index.js";
+import { run as runCli } from "../../src/cli/main.js";
+import { readTrainManifest } from "../../src/training/manifest.js";
+import { tokenizeTexts } from "../../src/training/tokenize.js";
 import { REPO_ROOT, runPython, runPythonJson, tempDir } from "../helpers/python.js";
 import { errors, exportArtifact, seededExamples, TORCH_REFERENCE } from "./helpers.js";
 
@@ -172,5 +175,44 @@ print(json.dumps(out))`);
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg.match(/<polyline[^>]*points="([^"]*)"/)?.[1]?.trim().split(" ")).toHaveLength(60);
     expect(existsSync(join(out, "adapter", "adapter_model.safetensors"))).toBe(true);
+  });
+
+  it("loraport train: JSONL ids in, a PEFT folder out; text without a tokenizer is a one-line error", async () => {
+    const data = join(tmp.dir, "data.jsonl");
+    writeFileSync(data, seededExamples(12, VOCAB, 4).map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const out = join(tmp.dir, "cli-adapter");
+    const code = await runCli(["train", "--artifact", art, "--data", data, "--out", out, "--steps", "4", "--lr", "1e-2", "--batch-size", "3", "--provider", "cpu", "--json"]);
+    expect(code).toBe(0);
+    expect(existsSync(join(out, "adapter_model.safetensors"))).toBe(true);
+    expect(readFileSync(join(out, "adapter_config.json"), "utf8")).toBe(readFileSync(join(art, "initial_adapter", "adapter_config.json"), "utf8"));
+
+    const textData = join(tmp.dir, "text.jsonl");
+    writeFileSync(textData, '{"input_ids": [1, 2, 3]}\n{"text": "hello there"}\n');
+    const errs: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => (errs.push(String(s)), true)) as typeof process.stderr.write;
+    try {
+      expect(await runCli(["train", "--artifact", art, "--data", textData, "--out", join(tmp.dir, "x")])).toBe(1);
+      expect(await runCli(["train", "--artifact", art, "--data", join(tmp.dir, "missing.jsonl"), "--out", join(tmp.dir, "x")])).toBe(1);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(errs.join("")).toMatch(/text\.jsonl: line 2: has "text" but the artifact .* has no tokenizer/);
+    expect(errs.join("")).toMatch(/missing\.jsonl: no such file/);
+  });
+
+  it("text examples are tokenized with the artifact's tokenizer.json", async () => {
+    // A word-level tokenizer built by the real `tokenizers` package, placed where the exporter copies one.
+    const fake = join(tmp.dir, "tok-artifact");
+    runPython(`
+import os, sys
+from tokenizers import Tokenizer, models, pre_tokenizers
+tok = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 5, "there": 7}, unk_token="[UNK]"))
+tok.pre_tokenizer = pre_tokenizers.Whitespace()
+os.makedirs(os.path.join(sys.argv[1], "tokenizer"), exist_ok=True)
+tok.save(os.path.join(sys.argv[1], "tokenizer", "tokenizer.json"))`, [fake]);
+    const manifest = { ...readTrainManifest(art), tokenizer: "tokenizer" };
+    const ids = await tokenizeTexts(fake, manifest, [{ text: "hello there you", line: 1 }, { text: "there", line: 2 }], "data.jsonl");
+    expect(ids).toEqual([[5, 7, 0], [7]]);
   });
 });
