@@ -31,13 +31,19 @@ FAMILIES = {
 }
 
 
-def _peft(base_dir: Path, targets: list[str], r: int, alpha: int, rslora: bool, seed: int):
+def _peft(base_dir: Path, targets: list[str], r: int, alpha: int, rslora: bool, seed: int, task_type: str | None = None):
     model = tiny_models.build(_family(base_dir))
     torch.manual_seed(seed)
     # init_lora_weights=False: B is random too, so the adapter really changes the output.
     cfg = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, use_rslora=rslora, init_lora_weights=False,
-                     fan_in_fan_out=_family(base_dir) == "gpt2")
-    return get_peft_model(model, cfg).eval()
+                     fan_in_fan_out=_family(base_dir) == "gpt2", task_type=task_type)
+    pm = get_peft_model(model, cfg).eval()
+    if task_type == "SEQ_CLS":
+        # PEFT saves the classifier whole (modules_to_save); change it so the merged export must carry it.
+        with torch.no_grad():
+            for p in pm.base_model.model.classifier.modules_to_save["default"].parameters():
+                p.add_(0.05 * torch.randn(p.shape))
+    return pm
 
 
 def _family(base_dir: Path) -> str:
@@ -135,7 +141,8 @@ def test_merged_parity(work, family):
     root, bases = work
     _, targets, adapters = FAMILIES[family]
     r, alpha, rslora = adapters[0]
-    pm = _peft(bases[family], targets, r, alpha, rslora, seed=10)
+    # RoBERTa as PEFT trains it for classification: SEQ_CLS, the classifier head saved whole.
+    pm = _peft(bases[family], targets, r, alpha, rslora, seed=10, task_type="SEQ_CLS" if family == "roberta" else None)
     adapter_dir = root / f"{family}-adapter"
     pm.save_pretrained(str(adapter_dir))
     ids, mask = _ids()
@@ -149,6 +156,8 @@ def test_merged_parity(work, family):
     a, rel = _err(got, ref)
     print(f"{family} merged: max abs {a:.2e} rel {rel:.2e}")
     assert a <= TOL
+    effect = float(np.abs(ref - _torch_logits(tiny_models.build(family).eval(), ids, mask)).max())
+    assert effect > 1e-4 and effect > 100 * a  # the merged adapter (and RoBERTa's head) really changed the output
 
 
 def test_f16_base_and_external_data(work):

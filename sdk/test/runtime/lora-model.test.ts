@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPeftAdapter } from "../../src/adapter/peft-io.js";
-import { AdapterError, RuntimeError, ShapeMismatchError } from "../../src/errors.js";
+import { AdapterError, RuntimeError, ShapeMismatchError, UnsupportedFeatureError } from "../../src/errors.js";
+import { tensor } from "../../src/tensor/index.js";
 import { LoraModel } from "../../src/runtime/lora-model.js";
 import { cudaUnavailableReason } from "../../src/runtime/providers.js";
 import { runPython, tempDir } from "../helpers/python.js";
@@ -154,6 +155,11 @@ describe("serving behaviour", () => {
       await expect(model.registerAdapter("wrong", llamaAdapter)).rejects.toThrow(ShapeMismatchError);
       await expect(model.registerAdapter("wrong", llamaAdapter)).rejects.toThrow(/model\.layers\.0\./);
       await expect(model.run({ inputIds: [1, 2] }, { adapter: "nope" })).rejects.toThrow(AdapterError);
+      // Whole tensors (modules_to_save, e.g. a classifier head) cannot be fed to an adapter-inputs graph: refused, pointing to merged.
+      const gptAdapter = (await readPeftAdapter(fx["gpt2"]!.adapters["a0"]!.dir)).adapter;
+      const withHead = { ...gptAdapter, extraTensors: new Map([["lm_head.weight", tensor("F32", [1], new Float32Array(1))]]) };
+      await expect(model.registerAdapter("head", withHead)).rejects.toThrow(UnsupportedFeatureError);
+      await expect(model.registerAdapter("head", withHead)).rejects.toThrow(/--mode merged/);
       await expect(model.run({ inputIds: [1, 100000] })).rejects.toThrow(/inputIds\[0\]\[1\]/);
     } finally {
       await model.close();
