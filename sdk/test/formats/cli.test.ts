@@ -2,21 +2,39 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run } from "../../src/cli/main.js";
 import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
 
 const tmp = tempDir("loraport-cli-");
 afterAll(() => tmp.cleanup());
 
-/** Run the CLI from source (no build needed) and return its exit code and output. */
-function cli(args: string[]): { code: number; stdout: string; stderr: string } {
+/** Run the CLI in this process, capturing what it writes (the commands write through process.stdout/stderr). */
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const realOut = process.stdout.write.bind(process.stdout);
+  const realErr = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((chunk: string | Uint8Array) => out.push(String(chunk)) > 0) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
+  try {
+    const code = await run(args);
+    return { code, stdout: out.join(""), stderr: err.join("") };
+  } finally {
+    process.stdout.write = realOut;
+    process.stderr.write = realErr;
+  }
+}
+
+/** The same as a separate process (exit status and streams of a real run). */
+function cliProcess(args: string[]): { code: number; stdout: string; stderr: string } {
   try {
     const stdout = execFileSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, "cli-entry.ts"), ...args], {
       cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000,
     });
     return { code: 0, stdout, stderr: "" };
-  } catch (err) {
-    const e = err as { status: number; stdout: string; stderr: string };
-    return { code: e.status, stdout: e.stdout, stderr: e.stderr };
+  } catch (e) {
+    const x = e as { status: number; stdout: string; stderr: string };
+    return { code: x.status, stdout: x.stdout, stderr: x.stderr };
   }
 }
 
@@ -59,8 +77,8 @@ print(json.dumps({
 });
 
 describe("loraport inspect", () => {
-  it("--json on a safetensors file prints exactly {format, tensors, metadata}", () => {
-    const r = cli(["inspect", join(tmp.dir, "w.safetensors"), "--json"]);
+  it("--json on a safetensors file prints exactly {format, tensors, metadata}", async () => {
+    const r = await cli(["inspect", join(tmp.dir, "w.safetensors"), "--json"]);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as { format: string; tensors: Array<{ name: string }>; metadata: unknown };
     expect(Object.keys(out)).toEqual(["format", "tensors", "metadata"]);
@@ -69,14 +87,14 @@ describe("loraport inspect", () => {
     expect(out.metadata).toEqual(made.st.metadata);
   });
 
-  it("--json on a torch checkpoint lists what torch.load returns", () => {
-    const r = cli(["inspect", join(tmp.dir, "tied.pt"), "--json"]);
+  it("--json on a torch checkpoint lists what torch.load returns", async () => {
+    const r = await cli(["inspect", join(tmp.dir, "tied.pt"), "--json"]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ format: "torch", tensors: made.pt, metadata: {} });
   });
 
-  it("prints a table with byte sizes", () => {
-    const r = cli(["inspect", join(tmp.dir, "w.safetensors")]);
+  it("prints a table with byte sizes", async () => {
+    const r = await cli(["inspect", join(tmp.dir, "w.safetensors")]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("safetensors, 3 tensors");
     expect(r.stdout).toMatch(/b\.weight\s+F32\s+\[3, 4\]\s+48\n/);
@@ -86,9 +104,9 @@ describe("loraport inspect", () => {
 });
 
 describe("loraport convert", () => {
-  it("writes what Python save_file writes for the same (deduplicated) state dict, tied weights once", () => {
+  it("writes what Python save_file writes for the same (deduplicated) state dict, tied weights once", async () => {
     const out = join(tmp.dir, "tied.safetensors");
-    const r = cli(["convert", join(tmp.dir, "tied.pt"), "--out", out]);
+    const r = await cli(["convert", join(tmp.dir, "tied.pt"), "--out", out]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("'head.weight' shares its tensor with 'emb.weight'");
     expect(readFileSync(out).equals(readFileSync(join(tmp.dir, "tied.expected.safetensors")))).toBe(true);
@@ -109,8 +127,8 @@ describe("bad input: one line on stderr, non-zero exit, no stack trace", () => {
     ["convert to an unknown target", () => ["convert", join(tmp.dir, "tied.pt"), "--out", join(tmp.dir, "x.safetensors"), "--to", "gguf"], /--to gguf: unknown target/],
   ];
   for (const [what, args, message] of cases) {
-    it(what, () => {
-      const r = cli(args());
+    it(what, async () => {
+      const r = await cli(args());
       expect(r.code).not.toBe(0);
       expect(r.stdout).toBe("");
       const lines = r.stderr.trim().split("\n");
@@ -120,4 +138,11 @@ describe("bad input: one line on stderr, non-zero exit, no stack trace", () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     });
   }
+
+  it("as a real process: exit status 1 and the one line on stderr", () => {
+    const r = cliProcess(["inspect", join(tmp.dir, "nope.safetensors")]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe(`loraport: ${join(tmp.dir, "nope.safetensors")}: no such file\n`);
+  });
 });

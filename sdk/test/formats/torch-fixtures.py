@@ -36,10 +36,13 @@ files["param.pt"] = {"p": torch.nn.Parameter(rnd(3, 2)), "q": torch.nn.Parameter
 attr = rnd(4)
 attr.note = "hello"  # a tensor with a Python attribute: saved through _rebuild_from_type_v2
 files["attr.pt"] = {"t": attr}
-import importlib.util
-spec = importlib.util.spec_from_file_location("tiny", os.path.join(os.environ["REPO_ROOT"], "sidecar/loraport_sidecar/reference/tiny_models.py"))
-tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
-files["gpt2_state_dict.bin"] = tiny.gpt2(n_embd=16, n_layer=1, n_head=2, vocab_size=32, n_positions=16).state_dict()  # tied wte / lm_head
+# A module's state_dict(): OrderedDict with _metadata state (pickle BUILD), tied embedding / output weights,
+# a buffer, and a LayerNorm.
+emb = torch.nn.Embedding(32, 16)
+head = torch.nn.Linear(16, 32, bias=False)
+head.weight = emb.weight
+model = torch.nn.ModuleDict({"wte": emb, "lm_head": head, "ln": torch.nn.LayerNorm(16), "bn": torch.nn.BatchNorm1d(4)})
+files["module_state_dict.bin"] = model.state_dict()
 
 for name, obj in files.items():
     torch.save(obj, os.path.join(out, name))

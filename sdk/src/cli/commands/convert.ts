@@ -27,6 +27,7 @@ export function registerConvert(program: Command): void {
 
 async function toSafetensors(input: string, opts: ConvertOptions): Promise<void> {
   const r = await convertTorchToSafetensors(input, opts.out);
-  console.log(`wrote ${opts.out}: ${r.written.length} tensors, ${r.bytes} bytes of data`);
-  for (const [alias, kept] of r.aliases) console.log(`  '${alias}' shares its tensor with '${kept}': stored once, as '${kept}'`);
+  const lines = [`wrote ${opts.out}: ${r.written.length} tensors, ${r.bytes} bytes of data`];
+  for (const [alias, kept] of r.aliases) lines.push(`  '${alias}' shares its tensor with '${kept}': stored once, as '${kept}'`);
+  process.stdout.write(`${lines.join("\n")}\n`);
 }

@@ -155,12 +155,9 @@ export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, li
       case 0x58: push(str(u32())); break; // BINUNICODE
       case 0x8c: push(str(u8())); break; // SHORT_BINUNICODE
       case 0x8d: push(str(u64())); break; // BINUNICODE8
-      case 0x54: { // BINSTRING (py2 str): bytes
-        const n = dv.getInt32(need(4), true);
-        push(take(n).slice());
-        break;
-      }
-      case 0x55: push(take(u8()).slice()); break; // SHORT_BINSTRING
+      // BINSTRING / SHORT_BINSTRING (Python 2 str): decoded as UTF-8 text, as torch.load's default encoding does.
+      case 0x54: push(str(dv.getInt32(need(4), true))); break;
+      case 0x55: push(str(u8())); break;
       case 0x42: push(take(u32()).slice()); break; // BINBYTES
       case 0x43: push(take(u8()).slice()); break; // SHORT_BINBYTES
       case 0x8e: push(take(u64()).slice()); break; // BINBYTES8
