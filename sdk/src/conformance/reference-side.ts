@@ -2,8 +2,9 @@
  * Runs the Python reference side (`python -m loraport_sidecar.conformance`), which builds the base models and
  * adapters and computes loralib's and PEFT's numbers, and reads back its manifests.
  */
-import { spawn } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcessByStdio } from "node:child_process";
+import { existsSync } from "node:fs";
+import type { Readable, Writable } from "node:stream";
 import { join } from "node:path";
 import { FileMissingError, LoraportError } from "../errors.js";
 import { repoRoot } from "./paths.js";
@@ -46,12 +47,17 @@ export function pythonPath(): string {
   return venv;
 }
 
-function runPython(args: readonly string[], onLine: (line: string) => void, timeoutMs: number): Promise<void> {
+function spawnReference(args: readonly string[]): ChildProcessByStdio<Writable, Readable, Readable> {
+  return spawn(pythonPath(), ["-m", "loraport_sidecar.conformance", ...args], {
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { ...process.env, PYTHONWARNINGS: "ignore", TRANSFORMERS_VERBOSITY: "error", HF_HUB_OFFLINE: "1", PYTHONUNBUFFERED: "1" },
+  });
+}
+
+/** Run a reference-side command to its end, handing each stdout line to `onLine`. */
+function runPython(args: readonly string[], onLine: (line: string) => void, timeoutMs: number, stdin?: (w: Writable) => void): Promise<void> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(pythonPath(), ["-m", "loraport_sidecar.conformance", ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, PYTHONWARNINGS: "ignore", TRANSFORMERS_VERBOSITY: "error", HF_HUB_OFFLINE: "1", PYTHONUNBUFFERED: "1" },
-    });
+    const child = spawnReference(args);
     let buf = "";
     let stderr = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
@@ -66,6 +72,9 @@ function runPython(args: readonly string[], onLine: (line: string) => void, time
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
       stderr = (stderr + chunk).slice(-8000);
     });
+    child.stdin.on("error", () => {}); // a dead child is reported by 'close' below
+    if (stdin) stdin(child.stdin);
+    else child.stdin.end();
     child.on("error", (err) => {
       clearTimeout(timer);
       reject(new LoraportError("E_REFERENCE", `cannot start the reference side: ${err.message}`));
@@ -80,21 +89,50 @@ function runPython(args: readonly string[], onLine: (line: string) => void, time
   });
 }
 
-/** Run several cases in one Python process (import time once); returns one outcome per job, in order. */
-export async function runReferenceJobs(jobs: readonly ReferenceJob[], workDir: string, opts: { referenceDir?: string; base?: string; onDone?: (i: number) => void } = {}): Promise<JobOutcome[]> {
-  const jobsFile = join(workDir, "reference-jobs.json");
-  writeFileSync(jobsFile, JSON.stringify(jobs));
-  const args = ["batch", "--jobs", jobsFile];
-  if (opts.referenceDir) args.push("--reference-dir", opts.referenceDir);
-  if (opts.base) args.push("--base", opts.base);
-  const outcomes: JobOutcome[] = jobs.map(() => ({ error: { type: "NotRun", message: "the reference side stopped before this case", file: null } }));
-  await runPython(args, (line) => {
-    if (!line.startsWith("{")) return;
-    const msg = JSON.parse(line) as { job: number } & JobOutcome;
-    outcomes[msg.job] = msg;
-    opts.onDone?.(msg.job);
-  }, 60 * 60_000);
-  return outcomes;
+/**
+ * One reference process for a whole run: jobs go in as JSON lines on its stdin and each resolves with its
+ * outcome, so follow-up jobs (after loraport converted a generated checkpoint) pay no second start-up.
+ */
+export class ReferenceSession {
+  readonly #pending = new Map<number, { resolve(o: JobOutcome): void }>();
+  readonly #done: Promise<void>;
+  #stdin: Writable | undefined;
+  #next = 0;
+  #failure: Error | undefined;
+
+  constructor(opts: { referenceDir?: string; base?: string } = {}) {
+    const args = ["batch", "--jobs", "-"];
+    if (opts.referenceDir) args.push("--reference-dir", opts.referenceDir);
+    if (opts.base) args.push("--base", opts.base);
+    this.#done = runPython(args, (line) => {
+      if (!line.startsWith("{")) return;
+      const msg = JSON.parse(line) as { job: number } & JobOutcome;
+      const p = this.#pending.get(msg.job);
+      this.#pending.delete(msg.job);
+      p?.resolve(msg);
+    }, 60 * 60_000, (w) => (this.#stdin = w)).catch((err: unknown) => {
+      this.#failure = err instanceof Error ? err : new Error(String(err));
+    }).finally(() => {
+      // Jobs still waiting when the process ends get its failure as their outcome.
+      for (const p of this.#pending.values()) p.resolve({ error: { type: "ReferenceSideExited", message: this.#failure?.message ?? "the reference side stopped", file: null } });
+      this.#pending.clear();
+    });
+  }
+
+  submit(job: ReferenceJob): Promise<JobOutcome> {
+    const id = this.#next++;
+    return new Promise((resolvePromise) => {
+      if (this.#failure || !this.#stdin) return resolvePromise({ error: { type: "ReferenceSideExited", message: this.#failure?.message ?? "the reference side is not running", file: null } });
+      this.#pending.set(id, { resolve: resolvePromise });
+      this.#stdin.write(`${JSON.stringify({ ...job, id })}\n`);
+    });
+  }
+
+  /** No more jobs: let the process finish. */
+  async close(): Promise<void> {
+    this.#stdin?.end();
+    await this.#done;
+  }
 }
 
 /** `verify`: PEFT's numbers for a user's base folder and adapter. */

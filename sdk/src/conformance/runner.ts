@@ -14,7 +14,7 @@ import { ortForward, tsConvert, tsLoralibMerge, tsMerge, type BackendContext, ty
 import { readCaseFolder, type BackendPair, type CaseFile } from "./case.js";
 import { compareTensors } from "./compare.js";
 import { conformanceReferenceDir, repoRoot } from "./paths.js";
-import { runReferenceJobs, type JobOutcome, type ReferenceJob, type ReferenceManifest } from "./reference-side.js";
+import { ReferenceSession, type JobOutcome, type ReferenceJob, type ReferenceManifest } from "./reference-side.js";
 import { totalsOf, type ConformanceReport, type ModuleError, type PairResult } from "./report.js";
 
 export const DEFAULT_CASES_DIR = join(repoRoot(), "conformance/cases");
@@ -74,33 +74,30 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
       jobs.push({ index, case: c.path, out, ...onnxModes(c) });
     }
 
-    // 2. The reference side, all cases in one process.
-    progress({ phase: "reference", done: 0, total: jobs.length, unit: "cases" });
-    let done = 0;
-    const refOpts = { referenceDir: refDir, onDone: () => progress({ phase: "reference", done: ++done, total: jobs.length, unit: "cases" }), ...(options.base ? { base: options.base } : {}) };
-    const outcomes = jobs.length ? await runReferenceJobs(jobs, work, refOpts) : [];
-
-    // 3. Generated loralib checkpoints exist only now: convert them with loraport and let PEFT load the result.
-    const second: Array<ReferenceJob & { index: number }> = [];
-    for (const [j, job] of jobs.entries()) {
-      const c = cases[job.index]!;
-      const o = outcomes[j]!;
-      if (c.adapter.source !== "loralib" || !("manifest" in o) || !o.manifest.adapters["loralib"]) continue;
-      const conv = await convertSafely(c, o.manifest.adapters["loralib"], join(job.out, "ts_adapter"));
-      if ("notRun" in conv) convertNotRun.set(c.id, conv.notRun);
-      else second.push({ ...job, ts_adapter: conv.dir });
-    }
-    if (second.length) {
-      const again = await runReferenceJobs(second, work, refOpts);
-      for (const [k, job] of second.entries()) outcomes[jobs.findIndex((x) => x.index === job.index)] = again[k]!;
-    }
-
-    // 4. loraport's backends and the comparisons, case by case (work files of a case are dropped after it).
-    for (const [j, job] of jobs.entries()) {
-      const c = cases[job.index]!;
-      progress({ phase: "compare", done: j, total: jobs.length, unit: "cases", message: c.id });
-      results.push(...(await compareCase(c, outcomes[j]!, job.out, convertNotRun.get(c.id), caseNotes[c.id]!)));
-      if (!options.workDir) rmSync(job.out, { recursive: true, force: true });
+    // 2. The reference side, all cases in one process. Generated loralib checkpoints exist only once their case
+    //    ran: loraport converts each, and a follow-up job lets PEFT load the result (same process, no new start-up).
+    // 3. loraport's backends and the comparisons of a case run as soon as its reference numbers are there
+    //    (overlapping the reference side's next case); its work files are dropped after it.
+    if (jobs.length) {
+      progress({ phase: "conformance", done: 0, total: jobs.length, unit: "cases" });
+      let done = 0;
+      const session = new ReferenceSession({ referenceDir: refDir, ...(options.base ? { base: options.base } : {}) });
+      try {
+        await Promise.all(jobs.map(async (job) => {
+          const c = cases[job.index]!;
+          let o = await session.submit(job);
+          if (c.adapter.source === "loralib" && "manifest" in o && o.manifest.adapters["loralib"]) {
+            const conv = await convertSafely(c, o.manifest.adapters["loralib"], join(job.out, "ts_adapter"));
+            if ("notRun" in conv) convertNotRun.set(c.id, conv.notRun);
+            else o = await session.submit({ ...job, ts_adapter: conv.dir });
+          }
+          results.push(...(await compareCase(c, o, job.out, convertNotRun.get(c.id), caseNotes[c.id]!)));
+          if (!options.workDir) rmSync(job.out, { recursive: true, force: true });
+          progress({ phase: "conformance", done: ++done, total: jobs.length, unit: "cases", message: c.id });
+        }));
+      } finally {
+        await session.close();
+      }
     }
   } finally {
     if (!options.workDir) rmSync(work, { recursive: true, force: true });

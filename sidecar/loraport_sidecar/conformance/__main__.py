@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--ts-adapter", default=None, help="PEFT adapter folder written by loraport's converter")
     c.add_argument("--ts-adapter-forward", default=None, help="the same, restricted to the forward model's layers")
     b = sub.add_parser("batch", help="several cases in one process (saves the import time per case)")
-    b.add_argument("--jobs", required=True, help='JSON file: [{"case": FILE, "out": DIR, "ts_adapter": DIR?, "ts_adapter_forward": DIR?}]')
+    b.add_argument("--jobs", required=True, help='JSON file [{"case": FILE, "out": DIR, "ts_adapter": DIR?, "ts_adapter_forward": DIR?, "onnx": [...]?}], or - for JSON lines on stdin')
     b.add_argument("--reference-dir", default=None)
     b.add_argument("--base", default=None)
     v = sub.add_parser("verify", help="reference numbers for a user's own base model and PEFT adapter")
@@ -38,19 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     from .run_case import export_for_case, run_case, run_verify
 
     if args.cmd == "batch":
-        with open(args.jobs, encoding="utf-8") as f:
-            jobs = json.load(f)
+        # Jobs from a file, or (--jobs -) one JSON line per job on stdin until it closes, so the caller can add
+        # jobs that depend on earlier results without paying the imports again.
+        if args.jobs == "-":
+            jobs = (json.loads(line) for line in iter(sys.stdin.readline, "") if line.strip())
+        else:
+            with open(args.jobs, encoding="utf-8") as f:
+                jobs = iter(json.load(f))
         for i, job in enumerate(jobs):
+            jid = job.get("id", i)
             try:
                 manifest = run_case(job["case"], job["out"], reference_dir=args.reference_dir, base_dir=args.base,
                                     ts_adapter=job.get("ts_adapter"), ts_adapter_forward=job.get("ts_adapter_forward"))
                 if job.get("onnx"):
                     export_for_case(manifest, job["onnx"])
-                print(json.dumps({"job": i, "manifest": manifest}), flush=True)
+                print(json.dumps({"job": jid, "manifest": manifest}), flush=True)
             except CaseError as e:
-                print(json.dumps({"job": i, "error": {"type": type(e).__name__, "message": str(e), "file": e.file}}), flush=True)
+                print(json.dumps({"job": jid, "error": {"type": type(e).__name__, "message": str(e), "file": e.file}}), flush=True)
             except Exception as e:  # noqa: BLE001 — one broken case must not hide the others' results
-                print(json.dumps({"job": i, "error": {"type": type(e).__name__, "message": str(e).splitlines()[0] if str(e) else "", "file": job["case"]}}), flush=True)
+                print(json.dumps({"job": jid, "error": {"type": type(e).__name__, "message": str(e).splitlines()[0] if str(e) else "", "file": job["case"]}}), flush=True)
         return 0
     try:
         if args.cmd == "case":
