@@ -115,6 +115,17 @@ export function torchPickleHooks(file: string): PickleHooks & { storages: Map<st
     return new PendingTensor(storage, dtype, int(offset, "storage offset"), s, st);
   };
 
+  const tensorArg = (v: unknown, what: string): PendingTensor => {
+    if (!(v instanceof PendingTensor)) return bad(`${what} got a ${describe(v)} where a tensor was expected`);
+    return v;
+  };
+  const pairs = (v: unknown): Array<[unknown, unknown]> => {
+    if (v === undefined) return [];
+    if (v instanceof Map) return [...v];
+    if (!Array.isArray(v)) return bad(`OrderedDict(${describe(v)})`);
+    return v.map((p) => (Array.isArray(p) && p.length === 2 ? [p[0], p[1]] : bad("OrderedDict items must be pairs")));
+  };
+
   const fns: Record<string, (args: readonly unknown[]) => unknown> = {
     "collections.OrderedDict": (a) => new Map(pairs(a[0])),
     "collections.Counter": (a) => new Map(a[0] instanceof Map ? a[0] : []),
@@ -147,24 +158,16 @@ export function torchPickleHooks(file: string): PickleHooks & { storages: Map<st
       return func.fn(args);
     },
   };
-  const tensorArg = (v: unknown, what: string): PendingTensor => {
-    if (!(v instanceof PendingTensor)) return bad(`${what} got a ${describe(v)} where a tensor was expected`);
-    return v;
-  };
-  const pairs = (v: unknown): Array<[unknown, unknown]> => {
-    if (v === undefined) return [];
-    if (v instanceof Map) return [...v];
-    if (!Array.isArray(v)) return bad(`OrderedDict(${describe(v)})`);
-    return v.map((p) => (Array.isArray(p) && p.length === 2 ? [p[0], p[1]] : bad("OrderedDict items must be pairs")));
-  };
-
   const globalValue = (rawModule: string, name: string): unknown => {
     const module = MODULE_RENAMES[rawModule] ?? rawModule;
     const full = `${module}.${name}`;
     if (!TORCH_WEIGHTS_ONLY_GLOBALS.has(full)) throw new UnsafePickleError(file, full);
     const fn = fns[full];
     if (fn) return new SafeCallable(full, fn);
-    if (full === "torch.nn.parameter.Parameter" || full === "torch.Tensor") return new SafeCallable(full, (a) => a[0]);
+    // Type markers: Parameter is built through NEWOBJ; both appear as `new_type` in _rebuild_from_type_v2.
+    if (full === "torch.nn.parameter.Parameter" || full === "torch.Tensor") {
+      return new SafeCallable(full, () => bad(`calling ${full} directly is not supported`));
+    }
     if (full === "torch.storage.UntypedStorage") return new StorageClass(full, undefined);
     const storageName = /^torch\.(?:cuda\.|storage\.)?(\w+Storage)$/.exec(full)?.[1];
     if (storageName) {
