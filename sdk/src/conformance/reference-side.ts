@@ -34,6 +34,8 @@ export interface ReferenceJob {
   readonly ts_adapter_forward?: string;
   /** ONNX export modes to make for this case ("adapter-inputs", "merged"). */
   readonly onnx?: readonly string[];
+  /** lora_alpha instead of the case file's (published checkpoints store none). */
+  readonly lora_alpha?: number;
 }
 
 export type JobOutcome = { manifest: ReferenceManifest } | { error: { type: string; message: string; file: string | null } };

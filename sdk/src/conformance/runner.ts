@@ -28,6 +28,11 @@ export interface ConformanceOptions {
   readonly referenceDir?: string;
   /** A Hugging Face model folder with the real base weights, used instead of seeded bases for published cases. */
   readonly base?: string;
+  /**
+   * lora_alpha for the published checkpoints that store none and mark it as an input (`alpha_input` in the case
+   * file: RoBERTa-base MNLI, default 16). Stated in every report.
+   */
+  readonly alpha?: number;
   /** Keep the work folder (reference tensors, adapters, exports) and put it here. */
   readonly workDir?: string;
   /** Missing reference files fail the run (default: `CI` is set). */
@@ -41,6 +46,9 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
   const refDir = conformanceReferenceDir(options.referenceDir);
   let cases = readCaseFolder(options.casesDir ?? DEFAULT_CASES_DIR);
   if (options.only?.length) cases = cases.filter((c) => options.only!.some((s) => c.id.includes(s)));
+  // --alpha: the published files store no alpha; cases that take it as an input get it here (and in the jobs).
+  const alphaFor = (c: CaseFile): number | undefined => (options.alpha !== undefined && c.adapter["alpha_input"] === true ? options.alpha : undefined);
+  cases = cases.map((c) => (alphaFor(c) === undefined ? c : { ...c, adapter: { ...c.adapter, lora_alpha: alphaFor(c) } }));
   const work = options.workDir ? resolve(options.workDir) : mkdtempSync(join(tmpdir(), "loraport-conformance-"));
   mkdirSync(work, { recursive: true });
   const progress = options.onProgress ?? (() => {});
@@ -67,11 +75,11 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
         if ("notRun" in conv) convertNotRun.set(c.id, conv.notRun);
         else {
           notes.push(...conv.lines.map((l) => `loraport convert: ${l}`));
-          jobs.push({ index, case: c.path, out, ts_adapter: conv.dir, ts_adapter_forward: conv.dir, ...onnxModes(c) });
+          jobs.push({ index, case: c.path, out, ts_adapter: conv.dir, ts_adapter_forward: conv.dir, ...onnxModes(c), ...alphaJob(alphaFor(c)) });
           continue;
         }
       }
-      jobs.push({ index, case: c.path, out, ...onnxModes(c) });
+      jobs.push({ index, case: c.path, out, ...onnxModes(c), ...alphaJob(alphaFor(c)) });
     }
 
     // 2. The reference side, all cases in one process. Generated loralib checkpoints exist only once their case
@@ -125,6 +133,10 @@ async function convertSafely(c: CaseFile, checkpoint: string, outDir: string): P
 }
 
 const CONVERT_FAILED = "loraport's converter failed: ";
+
+function alphaJob(alpha: number | undefined): { lora_alpha?: number } {
+  return alpha === undefined ? {} : { lora_alpha: alpha };
+}
 
 /** The ONNX exports a case's pairs need (made by the reference process, which has the base loaded already). */
 function onnxModes(c: CaseFile): { onnx?: string[] } {

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             jid = job.get("id", i)
             try:
                 manifest = run_case(job["case"], job["out"], reference_dir=args.reference_dir, base_dir=args.base,
-                                    ts_adapter=job.get("ts_adapter"), ts_adapter_forward=job.get("ts_adapter_forward"))
+                                    ts_adapter=job.get("ts_adapter"), ts_adapter_forward=job.get("ts_adapter_forward"),
+                                    lora_alpha=job.get("lora_alpha"))
                 if job.get("onnx"):
                     export_for_case(manifest, job["onnx"])
                 print(json.dumps({"job": jid, "manifest": manifest}), flush=True)

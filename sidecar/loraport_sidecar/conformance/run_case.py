@@ -125,24 +125,47 @@ def _put_inputs(sink: Sink, batches: list[dict[str, torch.Tensor]]) -> None:
 
 # ---- the three kinds of case ---------------------------------------------------------------------------------
 
+# Which `model_type` a real base folder (--base) must have to stand in for a case's seeded family.
+FAMILY_MODEL_TYPE = {"gpt2-medium": "gpt2", "gpt2": "gpt2", "roberta-base": "roberta", "roberta": "roberta", "llama": "llama"}
+
+
+def _base_for(case: dict[str, Any], base_dir: str | None) -> tuple[str | None, str | None]:
+    """(--base when it fits this published case, else None; a note when it was given but does not fit)."""
+    if not base_dir or case["adapter"]["source"] != "published":
+        return None, None
+    try:
+        with open(os.path.join(base_dir, "config.json"), encoding="utf-8") as f:
+            model_type = json.load(f).get("model_type")
+    except (OSError, json.JSONDecodeError) as e:
+        raise CaseError(os.path.join(base_dir, "config.json"), f"cannot read the base's config: {e}") from None
+    want = FAMILY_MODEL_TYPE.get(case["base"]["family"])
+    if model_type != want:
+        return None, f"--base is a {model_type!r} model; this case needs {want!r}, so it uses seeded weights"
+    return base_dir, None
+
+
 def run_case(case_path: str, out: str, reference_dir: str | None = None, base_dir: str | None = None,
-             ts_adapter: str | None = None, ts_adapter_forward: str | None = None) -> dict[str, Any]:
+             ts_adapter: str | None = None, ts_adapter_forward: str | None = None, lora_alpha: float | None = None) -> dict[str, Any]:
     case = load_case(case_path)
+    if lora_alpha is not None and case["adapter"]["source"] != "peft":
+        case["adapter"]["lora_alpha"] = lora_alpha  # --alpha: the published files store no alpha
+        case["adapter"]["alpha_note"] = "lora_alpha given by --alpha"
+    base_dir, base_note = _base_for(case, base_dir)
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
     sink = Sink()
     manifest: dict[str, Any] = {
         "case_id": case["id"], "out": os.path.abspath(out), "tensors": "reference.safetensors",
         "weights": {"backends": [], "params": []}, "forward": {"backends": [], "batches": 0},
-        "adapters": {}, "notes": [], "base_from": base_dir or f"seeded {case['base']['family']}",
+        "adapters": {}, "notes": [base_note] if base_note else [], "base_from": base_dir or f"seeded {case['base']['family']}",
     }
     src = case["adapter"]["source"]
     if src == "published":
         _published(case, out, sink, manifest, reference_dir, base_dir, ts_adapter, ts_adapter_forward)
     elif src == "peft":
-        _peft_generated(case, out, sink, manifest, base_dir)
+        _peft_generated(case, out, sink, manifest, None)
     else:
-        _loralib_generated(case, out, sink, manifest, base_dir, ts_adapter)
+        _loralib_generated(case, out, sink, manifest, None, ts_adapter)
     sink.write(os.path.join(out, "reference.safetensors"))
     with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2)

@@ -10,7 +10,8 @@ from ..registry import op
 def conformance_case(ctx, params, tensors):
     ctx.progress(0, 2, "reference numbers", phase="conformance", unit="steps")
     manifest = run_case(params["case"], params["out"], reference_dir=params.get("referenceDir"), base_dir=params.get("base"),
-                        ts_adapter=params.get("tsAdapter"), ts_adapter_forward=params.get("tsAdapterForward"))
+                        ts_adapter=params.get("tsAdapter"), ts_adapter_forward=params.get("tsAdapterForward"),
+                        lora_alpha=params.get("loraAlpha"))
     ctx.check_cancelled()
     if params.get("onnx"):
         ctx.progress(1, 2, "ONNX exports", phase="conformance", unit="steps")

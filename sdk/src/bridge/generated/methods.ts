@@ -74,6 +74,10 @@ export interface ConformanceCaseParams {
    */
   tsAdapterForward?: string;
   /**
+   * alpha for loralib/published cases instead of the case file's (the published files store none)
+   */
+  loraAlpha?: number;
+  /**
    * ONNX exports to make for the ORT pairs
    */
   onnx?: ("adapter-inputs" | "merged")[];

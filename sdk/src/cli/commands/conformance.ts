@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { LoraportError } from "../../errors.js";
 import { runConformance } from "../../conformance/runner.js";
 import { renderMarkdown } from "../../conformance/render.js";
 import type { ConformanceReport } from "../../conformance/report.js";
@@ -15,6 +16,12 @@ export async function emitReport(report: ConformanceReport, opts: { json?: boole
   if (!report.passed) process.exitCode = 1;
 }
 
+function parseAlpha(v: string): number {
+  const x = Number(v);
+  if (!Number.isFinite(x) || x <= 0) throw new LoraportError("E_USAGE", `--alpha must be a positive number, got '${v}'`);
+  return x;
+}
+
 /** `loraport conformance`: parity of every loraport backend with loralib and PEFT, on the case files. */
 export function registerConformance(program: Command): void {
   program
@@ -23,17 +30,19 @@ export function registerConformance(program: Command): void {
     .option("--json", "print the report as one JSON object (schemas/conformance-report.schema.json)")
     .option("--report <file.html>", "write the HTML report there (and .md and .json beside it)")
     .option("--reference-dir <dir>", "folder of the published checkpoints (default $LORAPORT_REFERENCE_DIR or ../shared/reference)")
-    .option("--base <dir>", "a Hugging Face model folder with the real base weights for the published cases")
+    .option("--base <dir>", "a Hugging Face model folder with real base weights, used by the published case of its architecture")
+    .option("--alpha <n>", "lora_alpha for RoBERTa-base MNLI (not stored in the file; default 16, the upstream scripts' value)", parseAlpha)
     .option("--only <ids>", "comma-separated substrings of case ids to run")
     .option("--cases <dir>", "folder of case files (default conformance/cases)")
     .option("--keep <dir>", "keep the work files (reference tensors, adapters, exports) in this folder")
-    .action(async (opts: { json?: boolean; report?: string; referenceDir?: string; base?: string; only?: string; cases?: string; keep?: string }) => {
+    .action(async (opts: { json?: boolean; report?: string; referenceDir?: string; base?: string; alpha?: number; only?: string; cases?: string; keep?: string }) => {
       const bar = progressBar();
       try {
         const report = await runConformance({
           onProgress: bar.onProgress,
           ...(opts.referenceDir ? { referenceDir: opts.referenceDir } : {}),
           ...(opts.base ? { base: opts.base } : {}),
+          ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}),
           ...(opts.only ? { only: opts.only.split(",").filter(Boolean) } : {}),
           ...(opts.cases ? { casesDir: opts.cases } : {}),
           ...(opts.keep ? { workDir: opts.keep } : {}),
