@@ -5,13 +5,14 @@
  * renamed into place. The base is only read.
  */
 import { existsSync, statSync } from "node:fs";
-import { copyFile, mkdir, readdir, rename, rm, rmdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, open, readdir, rename, rm, rmdir, writeFile, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { AdapterError, ShapeMismatchError } from "../errors.js";
+import { AdapterError, FormatError, ShapeMismatchError } from "../errors.js";
+import { IO_CHUNK } from "../formats/atomic-file.js";
 import { openSafetensorsModel, type ModelSource } from "../formats/safetensors/index.js";
 import type { ProgressCallback } from "../progress.js";
-import { castTo, isFloat, itemsize, numel, type DType, type Tensor } from "../tensor/index.js";
+import { castTo, fromBytes, isFloat, itemsize, numel, type DType, type Tensor } from "../tensor/index.js";
 import { baseWeightShape, type LoraAdapter, type LoraModule } from "./adapter.js";
 import { resolveModule } from "./config.js";
 import { mergeBias, mergeWeight } from "./math.js";
@@ -120,6 +121,7 @@ function planMerge(src: ModelSource, adapter: LoraAdapter): Plan {
 /** Merge `adapter` into the model at `basePath`, writing `outPath` (a file for a single-file base, else a folder). */
 export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath: string, options: MergeModelOptions = {}): Promise<MergeModelReport> {
   const src = await openSafetensorsModel(basePath);
+  const reader = new PooledReader(src);
   try {
     const plan = planMerge(src, adapter);
     const outDtype = (d: DType): DType => (options.dtype && isFloat(d) ? options.dtype : d);
@@ -132,7 +134,7 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     const ahead = new Map<string, Promise<Tensor>>();
     const prefetch = (name: string): void => {
       if (ahead.has(name)) return;
-      const p = src.read(name);
+      const p = reader.read(name);
       p.catch(() => {}); // a failed read surfaces when produce() awaits it, not as an unhandled rejection
       ahead.set(name, p);
     };
@@ -148,7 +150,7 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     const produce = async (name: string): Promise<Tensor> => {
       const pending = ahead.get(name);
       ahead.delete(name);
-      const base = await (pending ?? src.read(name));
+      const base = await (pending ?? reader.read(name));
       bytesRead += base.data.byteLength;
       const dtype = outDtype(base.dtype);
       let t: Tensor;
@@ -192,7 +194,46 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     if (missing.length) throw new AdapterError(`modules not merged: ${missing.join(", ")}`);
     return { out: outPath, files, tensors: total, merged, replaced: [...plan.replace.keys()], unused: plan.unused, bytesRead, bytesWritten };
   } finally {
+    await reader.close();
     await src.close();
+  }
+}
+
+/**
+ * Tensor bytes read (at the offsets the safetensors reader validated) into three rotating buffers instead of a
+ * fresh allocation per tensor. Three suffice for the streaming order: tensor i may still be being written
+ * while i+1 is computed and i+2 is read ahead; by the time i+3 is read, tensor i's write has completed.
+ */
+class PooledReader {
+  private readonly ring: ArrayBuffer[] = [new ArrayBuffer(0), new ArrayBuffer(0), new ArrayBuffer(0)];
+  private turn = 0;
+  private readonly handles = new Map<string, Promise<FileHandle>>();
+
+  constructor(private readonly src: ModelSource) {}
+
+  async read(name: string): Promise<Tensor> {
+    const e = this.src.entry(name);
+    if (!e) return this.src.read(name);
+    this.turn = (this.turn + 1) % 3;
+    if (this.ring[this.turn]!.byteLength < e.byteLength) this.ring[this.turn] = new ArrayBuffer(e.byteLength);
+    const bytes = new Uint8Array(this.ring[this.turn]!, 0, e.byteLength);
+    let fh = this.handles.get(e.file);
+    if (!fh) {
+      fh = open(e.file, "r");
+      this.handles.set(e.file, fh);
+    }
+    const h = await fh;
+    let done = 0;
+    while (done < e.byteLength) {
+      const { bytesRead } = await h.read(bytes, done, Math.min(IO_CHUNK, e.byteLength - done), e.byteOffset + done);
+      if (bytesRead === 0) throw new FormatError(e.file, `file ended while reading tensor '${name}'`);
+      done += bytesRead;
+    }
+    return fromBytes(e.dtype, e.shape, bytes);
+  }
+
+  async close(): Promise<void> {
+    for (const fh of this.handles.values()) await (await fh).close();
   }
 }
 
