@@ -236,7 +236,10 @@ function comparePair(c: CaseFile, p: BackendPair, a: BackendOutput, b: BackendOu
   let maxRel = 0;
   let passed = true;
   if (b.tensors.size === 0) return failed(c, p, [`${p.b} produced no tensors`]);
-  for (const [module, ref] of b.tensors) {
+  // Natural order (h.2 before h.10), as a person reads module lists.
+  const modules = [...b.tensors.keys()].sort((x, y) => x.localeCompare(y, "en", { numeric: true }));
+  for (const module of modules) {
+    const ref = b.tensors.get(module)!;
     const cand = a.tensors.get(module);
     if (!cand) {
       passed = false;

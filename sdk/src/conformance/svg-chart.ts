@@ -7,7 +7,7 @@ import type { PairResult } from "./report.js";
 const ROW = 15;
 const LEFT = 250;
 const PLOT = 360;
-const TOP = 26;
+const TOP = 36;
 
 function esc(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
@@ -55,7 +55,7 @@ export function errorChart(p: PairResult): string {
   });
   const tx = x(p.tolerance.abs);
   parts.push(`<line class="tolerance" x1="${tx}" y1="${TOP - 6}" x2="${tx}" y2="${TOP + mods.length * ROW}" stroke="#d62728" stroke-width="2" stroke-dasharray="4 2"/>`);
-  parts.push(`<text x="${tx + 3}" y="${TOP - 8}" font-size="9" font-family="sans-serif" fill="#d62728">tol ${fmt(p.tolerance.abs)}</text>`);
+  parts.push(`<text x="${tx + 3}" y="${TOP - 9}" font-size="9" font-family="sans-serif" fill="#d62728">tol ${fmt(p.tolerance.abs)}</text>`);
   parts.push("</svg>");
   return parts.join("");
 }
