@@ -143,3 +143,14 @@ def test_gradient_gate_fails_when_the_graph_does_not_match_the_model(seq_cls_art
     art = ts.Artifact(model, names, keys, "seq-cls", AdamWSettings())
     with pytest.raises(ExportCheckError, match="gradient check failed"):
         ts.gradient_check(out, art, model, [values[n] for n in names], ROBERTA["vocab_size"], ROBERTA["num_labels"], AdamWSettings())
+
+
+def test_llama_export_passes_the_gates(tmp_path):
+    """Llama's SiLU MLP, RMSNorm, rotary embeddings and GQA through the exporter (silu_backward needs decomposing)."""
+    out = tmp_path / "llama"
+    manifest = ts.export_train_step(str(out), builtin="llama", builtin_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+                                                                                "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 64},
+                                    target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"], r=2, alpha=4, log=lambda s: None)
+    assert max(c["grad_max_rel_err"] for c in manifest["checks"]["gradient"]) <= 1e-5
+    assert manifest["checks"]["update"]["apply_step_max_abs_err"] <= 1e-7
+    assert (out / "train_step.onnx").exists() and (out / "initial_adapter" / "adapter_model.safetensors").exists()

@@ -124,7 +124,10 @@ def trace(fn: Callable, args: Sequence[torch.Tensor]) -> torch.fx.GraphModule:
     from torch._decomp import get_decompositions
     from torch.fx.experimental.proxy_tensor import make_fx
     # Without this decomposition the ONNX nll_loss has total_weight = 1: masked-label gradients come out too large.
-    decomp = get_decompositions([torch.ops.aten.nll_loss_forward, torch.ops.aten.nll_loss_backward])
+    # The activation backwards have no ONNX translation in torch 2.13's exporter (silu_backward: Llama's MLP).
+    aten = torch.ops.aten
+    decomp = get_decompositions([aten.nll_loss_forward, aten.nll_loss_backward, aten.silu_backward, aten.gelu_backward,
+                                 aten.sigmoid_backward, aten.tanh_backward, aten.threshold_backward])
     with tracing_patches():
         return make_fx(fn, decomposition_table=decomp, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*args)
 
