@@ -27,7 +27,7 @@ FAMILIES = {
     # family: (builder kwargs, PEFT targets, adapters as (r, alpha, rslora))
     "gpt2": ({}, ["c_attn", "c_fc"], [(4, 8, False), (8, 16, True)]),
     "llama": ({}, ["q_proj", "v_proj", "down_proj"], [(2, 4, False), (6, 3, False)]),
-    "roberta": ({}, ["query", "value"], [(8, 16, False)]),
+    "roberta": ({}, ["query", "value"], [(8, 16, False), (4, 8, False)]),
 }
 
 
@@ -63,6 +63,21 @@ def _feeds_for(peft_model, manifest: dict) -> dict[str, np.ndarray]:
             b = np.zeros((e["out_features"], 0), np.float32)
         feeds[e["a_input"]], feeds[e["b_input"]] = a, b
     return feeds
+
+
+def _head_feeds(manifest: dict, out_dir: Path, peft_model=None) -> dict[str, np.ndarray]:
+    """Head inputs: the adapter's own head (PEFT modules_to_save) when it has one, else the base's saved values."""
+    if not manifest["heads"]:
+        return {}
+    from safetensors.numpy import load_file
+
+    defaults = load_file(str(out_dir / manifest["head_defaults_file"]))
+    own = {}
+    if peft_model is not None:
+        for name, p in peft_model.base_model.model.named_parameters():
+            if ".modules_to_save.default." in name:
+                own[name.replace(".modules_to_save.default.", ".")] = p.detach().numpy()
+    return {h["input"]: own.get(h["param"], defaults[h["param"]]) for h in manifest["heads"]}
 
 
 def _rank0(manifest: dict) -> dict[str, np.ndarray]:
@@ -117,7 +132,7 @@ def test_adapter_inputs_parity(work, family):
     base_feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
 
     base_ref = _torch_logits(tiny_models.build(family).eval(), ids, mask)
-    got0 = sess.run(["logits"], {**base_feeds, **_rank0(manifest)})[0]
+    got0 = sess.run(["logits"], {**base_feeds, **_rank0(manifest), **_head_feeds(manifest, out)})[0]
     abs0, rel0 = _err(got0, base_ref)
     print(f"{family} rank 0 vs base: max abs {abs0:.2e} rel {rel0:.2e}")
     assert abs0 <= TOL
@@ -125,8 +140,10 @@ def test_adapter_inputs_parity(work, family):
     # Several adapters, different ranks, swapped in one session (and back again).
     refs = []
     for i, (r, alpha, rslora) in enumerate(adapters):
-        pm = _peft(bases[family], targets, r, alpha, rslora, seed=10 + i)
-        refs.append((_torch_logits(pm, ids, mask), _feeds_for(pm, manifest), r))
+        # RoBERTa's second adapter as PEFT trains classifiers: SEQ_CLS, its own head fed through the head inputs.
+        task = "SEQ_CLS" if family == "roberta" and i == 1 else None
+        pm = _peft(bases[family], targets, r, alpha, rslora, seed=10 + i, task_type=task)
+        refs.append((_torch_logits(pm, ids, mask), {**_feeds_for(pm, manifest), **_head_feeds(manifest, out, pm)}, r))
     for ref, feeds, r in refs + refs[:1]:
         got = sess.run(["logits"], {**base_feeds, **feeds})[0]
         a, rel = _err(got, ref)
@@ -174,7 +191,7 @@ def test_f16_base_and_external_data(work):
     ref_model = tiny_models.gpt2().to(torch.float16).to(torch.float32).eval()
     ids, mask = _ids()
     sess = ort.InferenceSession(str(out / MODEL_NAME), providers=["CPUExecutionProvider"])
-    got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), **_rank0(manifest)})[0]
+    got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), **_rank0(manifest), **_head_feeds(manifest, out)})[0]
     a, rel = _err(got, _torch_logits(ref_model, ids, mask))
     print(f"gpt2 f16 base: max abs {a:.2e} rel {rel:.2e}")
     assert a <= TOL

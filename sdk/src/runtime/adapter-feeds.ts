@@ -6,6 +6,7 @@
 import type { LoraAdapter } from "../adapter/adapter.js";
 import { adapterFactors, type ModuleFactors } from "../adapter/factors.js";
 import { ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
+import { toFloat32, type Tensor } from "../tensor/index.js";
 import type { OnnxManifest } from "./manifest.js";
 import type { WireTensor } from "./worker-protocol.js";
 
@@ -16,20 +17,48 @@ const PEFT_PREFIX = "base_model.model.";
 
 function factorsOf(source: AdapterSource): ReadonlyMap<string, ModuleFactors> {
   if (source instanceof Map) return source as ReadonlyMap<string, ModuleFactors>;
-  const adapter = source as LoraAdapter;
-  if (adapter.extraTensors.size > 0) {
-    const names = [...adapter.extraTensors.keys()];
-    throw new UnsupportedFeatureError(
-      "modules_to_save",
-      `the adapter also carries whole tensors (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}) that an adapter-inputs graph cannot take; export it merged (loraport export --mode merged --adapter …)`,
-    );
-  }
-  return adapterFactors(adapter);
+  return adapterFactors(source as LoraAdapter);
 }
 
-/** Rank-0 factors for every exported module: the base model. */
-export function baseFeeds(manifest: OnnxManifest): Record<string, WireTensor> {
+/** The adapter's whole tensors (modules_to_save, e.g. a classifier head): fed through the graph's head inputs, else refused. */
+function headsOf(manifest: OnnxManifest, source: AdapterSource): Record<string, WireTensor> {
+  if (source instanceof Map) return {};
+  const byParam = new Map(manifest.heads.map((h) => [h.param, h]));
   const feeds: Record<string, WireTensor> = {};
+  const refused: string[] = [];
+  for (const [rawName, t] of (source as LoraAdapter).extraTensors) {
+    const name = rawName.startsWith(PEFT_PREFIX) ? rawName.slice(PEFT_PREFIX.length) : rawName;
+    const head = byParam.get(name);
+    if (!head) {
+      refused.push(name);
+      continue;
+    }
+    if (t.shape.length !== head.shape.length || t.shape.some((d, i) => d !== head.shape[i])) {
+      throw new ShapeMismatchError(name, `adapter tensor is [${t.shape.join(", ")}] but the base's is [${head.shape.join(", ")}]: adapter made for another base model`, head.shape, t.shape);
+    }
+    feeds[head.input] = { type: "float32", dims: [...head.shape], data: toFloat32(t, true) };
+  }
+  if (refused.length > 0) {
+    throw new UnsupportedFeatureError(
+      "modules_to_save",
+      `the adapter also carries whole tensors (${refused.slice(0, 3).join(", ")}${refused.length > 3 ? ", …" : ""}) that this graph has no inputs for (head inputs: ${manifest.heads.map((h) => h.param).join(", ") || "none"}); export it merged (loraport export --mode merged --adapter …)`,
+    );
+  }
+  return feeds;
+}
+
+function baseFeedsWithoutHeads(manifest: OnnxManifest): Record<string, WireTensor> {
+  return baseFeeds({ ...manifest, heads: [] });
+}
+
+/** Rank-0 factors for every exported module and the base's own head values: the base model. */
+export function baseFeeds(manifest: OnnxManifest, headDefaults: ReadonlyMap<string, Tensor> = new Map()): Record<string, WireTensor> {
+  const feeds: Record<string, WireTensor> = {};
+  for (const h of manifest.heads) {
+    const t = headDefaults.get(h.param);
+    if (!t) throw new ShapeMismatchError(h.param, `no default value for head input '${h.input}' (head defaults file incomplete)`);
+    feeds[h.input] = { type: "float32", dims: [...h.shape], data: toFloat32(t, true) };
+  }
   for (const e of manifest.lora) {
     feeds[e.a_input] = { type: "float32", dims: [0, e.in_features], data: new Float32Array(0) };
     feeds[e.b_input] = { type: "float32", dims: [e.out_features, 0], data: new Float32Array(0) };
@@ -37,9 +66,13 @@ export function baseFeeds(manifest: OnnxManifest): Record<string, WireTensor> {
   return feeds;
 }
 
+/**
+ * Every graph input for `source`. Head inputs the adapter does not carry are left out: the worker fills them from
+ * the base feeds (kept there once), so registering an adapter does not copy the base head.
+ */
 export function adapterFeeds(manifest: OnnxManifest, source: AdapterSource): Record<string, WireTensor> {
   const byModule = new Map(manifest.lora.map((e) => [e.module, e]));
-  const feeds = baseFeeds(manifest);
+  const feeds: Record<string, WireTensor> = { ...baseFeedsWithoutHeads(manifest), ...headsOf(manifest, source) };
   // Factors computed here are ours to hand over (their buffers are transferred to the worker); caller-owned ones are copied.
   const owned = !(source instanceof Map);
   const take = (x: Float32Array): Float32Array => (owned && x.byteOffset === 0 && x.byteLength === x.buffer.byteLength ? x : new Float32Array(x));

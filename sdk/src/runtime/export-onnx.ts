@@ -16,6 +16,8 @@ export interface ExportOnnxOptions extends CallOptions {
   readonly targets?: readonly string[];
   /** A PEFT adapter folder to merge (mode `merged` with a model folder). With a handle, attach it to the handle instead. */
   readonly adapter?: string;
+  /** adapter-inputs: modules whose parameters become whole-tensor inputs (default `classifier` for sequence classification; `[]` none). */
+  readonly headInputs?: readonly string[];
   /** Weights as external data: `auto` (default) when the model is over ~1.8 GB. */
   readonly externalData?: "auto" | "yes" | "no";
 }
@@ -24,7 +26,7 @@ export type { ExportOnnxResult };
 
 /** `model`: a Hugging Face model folder, or a handle loaded in this sidecar. */
 export async function exportOnnx(sc: Sidecar, model: string | ModelHandle, out: string, options: ExportOnnxOptions = {}): Promise<ExportOnnxResult> {
-  const { mode, targets, adapter, externalData, ...call } = options;
+  const { mode, targets, adapter, externalData, headInputs, ...call } = options;
   const params: ExportOnnxParams = {
     ...(typeof model === "string" ? { base: resolve(model) } : { handle: model.handle }),
     out: resolve(out),
@@ -32,6 +34,7 @@ export async function exportOnnx(sc: Sidecar, model: string | ModelHandle, out: 
     ...(targets !== undefined ? { targets: [...targets] } : {}),
     ...(adapter !== undefined ? { adapter: resolve(adapter) } : {}),
     ...(externalData !== undefined ? { externalData } : {}),
+    ...(headInputs !== undefined ? { headInputs: [...headInputs] } : {}),
   };
   const { result } = await sc.call("exportOnnx", params, undefined, call);
   return result;

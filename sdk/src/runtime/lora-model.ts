@@ -13,7 +13,8 @@ import { tensor, type Tensor } from "../tensor/index.js";
 import { adapterFeeds, baseFeeds, type AdapterSource } from "./adapter-feeds.js";
 import { readManifest, type OnnxManifest } from "./manifest.js";
 import { chooseProviders, type ExecutionProvider, type ProviderRequest } from "./providers.js";
-import type { WireTensor, WorkerRequest, WorkerResponse } from "./worker-protocol.js";
+import { BASE_ADAPTER, type WireTensor, type WorkerRequest, type WorkerResponse } from "./worker-protocol.js";
+import { readSafetensors } from "../formats/safetensors/index.js";
 
 export interface LoraModelOptions {
   /** `auto` (default): CUDA when installed and a GPU is present, else CPU. */
@@ -53,8 +54,7 @@ interface WorkerState {
   error: Error | undefined;
 }
 
-/** Base-model name used for rank-0 feeds inside the worker. */
-const BASE = "\u0000base";
+const BASE = BASE_ADAPTER;
 
 export class LoraModel {
   readonly dir: string;
@@ -103,12 +103,15 @@ export class LoraModel {
       throw new RuntimeError(`${join(dir, manifest.model_file)}: ONNX Runtime could not create a session: ${(err as Error).message}`, { cause: err });
     }
     const model = new LoraModel(dir, manifest, worker, state, init.provider ?? "cpu", choice.note, init.inputNames ?? []);
-    const missing = manifest.lora.flatMap((e) => [e.a_input, e.b_input]).filter((n) => !model.inputNames.includes(n));
+    const missing = [...manifest.lora.flatMap((e) => [e.a_input, e.b_input]), ...manifest.heads.map((h) => h.input)].filter((n) => !model.inputNames.includes(n));
     if (missing.length > 0) {
       await model.close();
       throw new RuntimeError(`${dir}: graph lacks LoRA inputs named in the manifest: ${missing.slice(0, 3).join(", ")} (manifest and model.onnx from different exports?)`);
     }
-    if (manifest.mode === "adapter-inputs") await model.#request({ id: 0, op: "setAdapter", name: BASE, feeds: baseFeeds(manifest) });
+    if (manifest.mode === "adapter-inputs") {
+      const heads = manifest.head_defaults_file ? (await readSafetensors(join(dir, manifest.head_defaults_file))).tensors : new Map();
+      await model.#request({ id: 0, op: "setAdapter", name: BASE, feeds: baseFeeds(manifest, heads) });
+    }
     options.onProgress?.({ phase: "load", done: 1, total: 1, unit: "sessions", message: `on ${model.provider}` });
     return model;
   }

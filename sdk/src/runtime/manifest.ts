@@ -31,6 +31,14 @@ export interface LoraInputEntry {
   readonly fan_in_fan_out: boolean;
 }
 
+/** A head parameter (e.g. `classifier.dense.weight`) given to the graph as a whole tensor. */
+export interface HeadInputEntry {
+  /** Parameter name in the base model, as an adapter's `extraTensors` keys it. */
+  readonly param: string;
+  readonly input: string;
+  readonly shape: readonly number[];
+}
+
 export interface OnnxManifest {
   readonly format: "loraport-onnx";
   readonly version: 1;
@@ -47,6 +55,9 @@ export interface OnnxManifest {
   readonly inputs: readonly ValueInfo[];
   readonly outputs: readonly ValueInfo[];
   readonly lora: readonly LoraInputEntry[];
+  /** Whole-tensor head inputs (adapter-inputs exports of classification models); fed from the adapter or `head_defaults_file`. */
+  readonly heads: readonly HeadInputEntry[];
+  readonly head_defaults_file: string | null;
   readonly adapter: { readonly path: string; readonly config: Readonly<Record<string, unknown>> } | null;
 }
 
@@ -81,6 +92,14 @@ export function readManifest(dir: string): OnnxManifest {
       `lora[${i}]`,
       "{module, a_input, b_input, in_features, out_features}",
     );
+  }
+  need(Array.isArray(m.heads) && (m.heads.length === 0 || typeof m.head_defaults_file === "string"), "heads/head_defaults_file", "an array, and a file name when it is not empty");
+  for (const [i, h] of (m.heads ?? []).entries()) {
+    need(typeof h.param === "string" && typeof h.input === "string" && Array.isArray(h.shape), `heads[${i}]`, "{param, input, shape}");
+  }
+  if (m.head_defaults_file) {
+    const p = join(dir, m.head_defaults_file);
+    if (!existsSync(p)) throw new FileMissingError(p, `${p}: head defaults named by ${file} are missing`);
   }
   const model = join(dir, m.model_file!);
   if (!existsSync(model)) throw new FileMissingError(model, `${model}: no such file (named by ${file})`);

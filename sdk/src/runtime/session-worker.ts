@@ -6,7 +6,7 @@
 import { parentPort } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import type { ExecutionProvider } from "./providers.js";
-import type { WireTensor, WorkerRequest, WorkerResponse } from "./worker-protocol.js";
+import { BASE_ADAPTER, type WireTensor, type WorkerRequest, type WorkerResponse } from "./worker-protocol.js";
 
 if (!parentPort) throw new Error("session-worker must run as a worker thread");
 const port = parentPort;
@@ -48,9 +48,10 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
       const feeds: Record<string, ort.Tensor> = {};
       for (const [name, t] of Object.entries(msg.inputs)) feeds[name] = toOrt(t);
       if (msg.adapter !== null) {
+        // Base feeds first (rank 0, base head values), then the adapter's own: it may leave the head to the base.
         const a = adapters.get(msg.adapter);
         if (!a) throw new Error(`adapter '${msg.adapter}' is not registered in the session worker`);
-        Object.assign(feeds, a);
+        Object.assign(feeds, adapters.get(BASE_ADAPTER), a);
       }
       const t1 = performance.now();
       const res = await session.run(feeds, [...msg.outputs]);

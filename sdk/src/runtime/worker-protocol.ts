@@ -1,6 +1,9 @@
 /** Messages between LoraModel (main thread) and the session worker. Plain data; array buffers are transferred. */
 import type { ExecutionProvider } from "./providers.js";
 
+/** Name of the base model's feeds in the worker (rank-0 factors, base head values); every adapter's run starts from them. */
+export const BASE_ADAPTER = "\u0000base";
+
 /** A tensor on the wire: ONNX Runtime type name, dims and the typed array. */
 export interface WireTensor {
   readonly type: "float32" | "int64" | "float16";

@@ -34,13 +34,19 @@ for name, s in spec["models"].items():
     tiny_models.save(base, str(base_dir))
     ref_base = tiny_models.build(fam).to(torch.float16).to(torch.float32).eval() if s.get("f16") else tiny_models.build(fam).eval()
     entry = {"base": str(base_dir), "baseLogits": logits(ref_base), "adapters": {}}
-    for i, (r, alpha, rslora) in enumerate(s["adapters"]):
+    for i, (r, alpha, rslora, *task) in enumerate(s["adapters"]):
         torch.manual_seed(100 + i)
         m = tiny_models.build(fam)
         if s.get("f16"):
             m = m.to(torch.float16).to(torch.float32)
         pm = get_peft_model(m, LoraConfig(r=r, lora_alpha=alpha, target_modules=s["targets"], use_rslora=rslora,
-                                          init_lora_weights=False, fan_in_fan_out=fam == "gpt2")).eval()
+                                          init_lora_weights=False, fan_in_fan_out=fam == "gpt2",
+                                          task_type=task[0] if task else None)).eval()
+        if task and task[0] == "SEQ_CLS":
+            # PEFT saves the classifier whole (modules_to_save); give it its own values so the head inputs matter.
+            with torch.no_grad():
+                for p in pm.base_model.model.classifier.modules_to_save["default"].parameters():
+                    p.add_(0.05 * torch.randn(p.shape))
         adir = root / f"{name}-adapter{i}"
         pm.save_pretrained(str(adir))
         entry["adapters"][f"a{i}"] = {"dir": str(adir), "r": r, "logits": logits(pm)}

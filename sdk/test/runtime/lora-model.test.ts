@@ -34,7 +34,8 @@ const SPEC = {
   models: {
     gpt2: { family: "gpt2", targets: ["c_attn", "c_proj"], adapters: [[4, 8, false], [8, 16, true], [2, 4, false]], merged: true },
     llama: { family: "llama", targets: ["q_proj", "v_proj", "gate_proj"], adapters: [[4, 8, false], [6, 12, false]] },
-    roberta: { family: "roberta", targets: ["query", "value"], adapters: [[8, 16, false]] },
+    // The second RoBERTa adapter is SEQ_CLS: PEFT saves its classifier whole, fed through the graph's head inputs.
+    roberta: { family: "roberta", targets: ["query", "value"], adapters: [[8, 16, false], [4, 8, false, "SEQ_CLS"]] },
   },
 };
 

@@ -14,6 +14,7 @@ from torch import nn
 
 MANIFEST_NAME = "loraport-onnx.json"
 MODEL_NAME = "model.onnx"
+HEADS_NAME = "head-defaults.safetensors"
 FORMAT = "loraport-onnx"
 VERSION = 1
 
@@ -38,7 +39,8 @@ def _value_info(v: Any) -> dict[str, Any]:
 
 
 def build_manifest(*, model_path: Path, mode: str, config: Any, opset: int, checksum: str, source_dtype: str,
-                   lora: list[dict[str, Any]], adapter: dict[str, Any] | None, targets: list[str], base_path: str) -> dict[str, Any]:
+                   lora: list[dict[str, Any]], adapter: dict[str, Any] | None, targets: list[str], base_path: str,
+                   heads: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     import onnx
 
     m = onnx.load(str(model_path), load_external_data=False)
@@ -61,5 +63,7 @@ def build_manifest(*, model_path: Path, mode: str, config: Any, opset: int, chec
         "inputs": [_value_info(v) for v in m.graph.input],
         "outputs": [_value_info(v) for v in m.graph.output],
         "lora": lora,
+        "heads": heads or [],
+        "head_defaults_file": HEADS_NAME if heads else None,
         "adapter": adapter,
     }

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .manifest import MANIFEST_NAME, MODEL_NAME, base_checksum, build_manifest
+from .manifest import HEADS_NAME, MANIFEST_NAME, MODEL_NAME, base_checksum, build_manifest
 
 OPSET = 20
 # The protobuf limit is 2 GiB for the whole .onnx; stay clear of it.
@@ -124,12 +124,16 @@ class LoraSlot(nn.Module):
 
 
 class AdapterInputsModel(nn.Module):
-    """forward(input_ids, attention_mask, A_0, B_0, A_1, B_1, ...) -> logits."""
+    """forward(input_ids, attention_mask, A_0, B_0, A_1, B_1, ..., head_0, head_1, ...) -> logits.
 
-    def __init__(self, model: nn.Module, keys: list[str]) -> None:
+    Head parameters (e.g. a classifier that PEFT saves whole, modules_to_save) are whole-tensor inputs, swapped in
+    with functional_call, so a per-request adapter can bring its own head."""
+
+    def __init__(self, model: nn.Module, keys: list[str], heads: list[str] | None = None) -> None:
         super().__init__()
         self.feeds = _Feeds()
         self.keys = keys
+        self.heads = heads or []
         for key in keys:
             parent_name, _, child = key.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
@@ -138,6 +142,21 @@ class AdapterInputsModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *lora: torch.Tensor) -> torch.Tensor:
         self.feeds.factors = {k: (lora[2 * i], lora[2 * i + 1]) for i, k in enumerate(self.keys)}
+        if not self.heads:
+            return _logits(self.model, input_ids, attention_mask)
+        from torch.func import functional_call
+
+        swapped = dict(zip(self.heads, lora[2 * len(self.keys):]))
+        model = self.model
+        return functional_call(_LogitsOf(model), {f"model.{k}": v for k, v in swapped.items()}, (input_ids, attention_mask), strict=False)
+
+
+class _LogitsOf(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return _logits(self.model, input_ids, attention_mask)
 
 
@@ -179,6 +198,7 @@ def export_onnx(
     adapter_dir: str | os.PathLike | None = None,
     external_data: bool | None = None,
     progress: Progress = _no_progress,
+    head_inputs: list[str] | None = None,
 ) -> ExportResult:
     """Export `base_dir` (a Hugging Face model folder) to `out_dir` (model.onnx + loraport-onnx.json)."""
     t0 = time.perf_counter()
@@ -187,7 +207,7 @@ def export_onnx(
     progress("export", 0, 4, "loading base model")
     model, config, source_dtype = load_base(base_dir)
     return export_model(model, out_dir, mode=mode, targets=targets, adapter_dir=adapter_dir, external_data=external_data,
-                        progress=progress, source_dtype=source_dtype, base_path=str(Path(base_dir).resolve()), t0=t0)
+                        progress=progress, source_dtype=source_dtype, base_path=str(Path(base_dir).resolve()), t0=t0, head_inputs=head_inputs)
 
 
 def export_model(
@@ -202,10 +222,13 @@ def export_model(
     base_path: str = "",
     t0: float | None = None,
     premerged: bool = False,
+    head_inputs: list[str] | None = None,
 ) -> ExportResult:
     """Export an in-memory transformers model (float32, plain: no LoRA layers in it). It is modified (LoRA slots
     are put in place), so pass a copy if it is still needed. `premerged`: merged mode with the adapter already merged
-    into `model` (the sidecar's handles)."""
+    into `model` (the sidecar's handles). `head_inputs`: modules whose parameters become whole-tensor inputs
+    (adapter-inputs; default: `classifier` for sequence-classification models, as PEFT saves it with SEQ_CLS adapters;
+    `[]` for none)."""
     t0 = time.perf_counter() if t0 is None else t0
     if mode not in ("adapter-inputs", "merged"):
         raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
@@ -215,6 +238,8 @@ def export_model(
     model_type = getattr(config, "model_type", "")
 
     lora_entries: list[dict[str, Any]] = []
+    head_entries: list[dict[str, Any]] = []
+    head_defaults: dict[str, torch.Tensor] = {}
     adapter_info: dict[str, Any] | None = None
     if mode == "adapter-inputs":
         if adapter_dir is not None:
@@ -228,7 +253,18 @@ def export_model(
             a_name, b_name = input_names_for(key)
             lora_entries.append({"module": key, "peft_module": f"base_model.model.{key}", "a_input": a_name, "b_input": b_name,
                                  "in_features": fin, "out_features": fout, "fan_in_fan_out": fifo})
-        wrapped: nn.Module = AdapterInputsModel(model, keys)
+        if head_inputs is None:
+            is_cls = any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
+            head_inputs = ["classifier"] if is_cls and hasattr(model, "classifier") else []
+        for h in head_inputs:
+            try:
+                model.get_submodule(h)
+            except AttributeError:
+                raise ExportError(f"--head-inputs {h}: no such module in the model") from None
+        head_params = [n for n, _ in model.named_parameters() if any(n.startswith(h + ".") for h in head_inputs)]
+        head_defaults = {n: p.detach().to(torch.float32).contiguous().clone() for n, p in model.named_parameters() if n in head_params}
+        head_entries = [{"param": n, "input": f"head.{n}", "shape": list(head_defaults[n].shape)} for n in head_params]
+        wrapped: nn.Module = AdapterInputsModel(model, keys, head_params)
     else:
         if premerged:
             adapter_info = {"path": "", "config": {}}
@@ -257,6 +293,10 @@ def export_model(
         rank = torch.export.Dim(f"rank_{i}")
         lora_dyn += [{0: rank}, {1: rank}]
         names += [e["a_input"], e["b_input"]]
+    for h in head_entries:
+        args.append(head_defaults[h["param"]].clone())
+        lora_dyn.append({})
+        names.append(h["input"])
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -273,9 +313,14 @@ def export_model(
         model_path = tmp / MODEL_NAME
         program.save(str(model_path), external_data=use_external)
         _check_graph(model_path, names)
+        if head_defaults:
+            from safetensors.torch import save_file
+
+            # The base's own head values: what the runtime feeds when an adapter brings no head.
+            save_file(head_defaults, str(tmp / HEADS_NAME), metadata={"format": "pt"})
         progress("export", 3, 4, "writing manifest")
         manifest = build_manifest(model_path=model_path, mode=mode, config=config, opset=OPSET, checksum=checksum,
-                                  source_dtype=source_dtype, lora=lora_entries, adapter=adapter_info,
+                                  source_dtype=source_dtype, lora=lora_entries, adapter=adapter_info, heads=head_entries,
                                   targets=targets or DEFAULT_TARGETS.get(model_type) or [], base_path=base_path)
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
@@ -346,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapter")
     p.add_argument("--targets", help="comma-separated module names (PEFT list form)")
     p.add_argument("--external-data", choices=["auto", "yes", "no"], default="auto")
+    p.add_argument("--head-inputs", help="comma-separated modules given as whole-tensor inputs ('none' for none; default: classifier for seq-cls)")
     p.add_argument("--progress-json", action="store_true", help="progress events as JSON lines on stderr")
     a = p.parse_args(argv)
 
@@ -355,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         res = export_onnx(a.base, a.out, mode=a.mode, targets=a.targets.split(",") if a.targets else None, adapter_dir=a.adapter,
-                          external_data={"auto": None, "yes": True, "no": False}[a.external_data], progress=progress)
+                          external_data={"auto": None, "yes": True, "no": False}[a.external_data], progress=progress,
+                          head_inputs=None if a.head_inputs is None else [] if a.head_inputs == "none" else a.head_inputs.split(","))
     except ExportError as e:
         print(json.dumps({"error": str(e)}))
         return 2

@@ -25,6 +25,7 @@ def export_onnx_op(ctx, params, tensors):
     mode = params.get("mode", "adapter-inputs")
     ext = {"auto": None, "yes": True, "no": False}[params.get("externalData", "auto")]
     targets = params.get("targets")
+    heads = params.get("headInputs")
 
     def progress(phase: str, done: int, total: int, message: str) -> None:
         ctx.check_cancelled()
@@ -34,7 +35,7 @@ def export_onnx_op(ctx, params, tensors):
         raise ValueError("exportOnnx: give exactly one of 'base' (a model folder) or 'handle' (a loaded model)")
     if "base" in params:
         res = export_onnx(params["base"], params["out"], mode=mode, targets=targets, adapter_dir=params.get("adapter"),
-                          external_data=ext, progress=progress)
+                          external_data=ext, progress=progress, head_inputs=heads)
     else:
         entry = ctx.models.get(params["handle"])
         if params.get("adapter"):
@@ -44,6 +45,6 @@ def export_onnx_op(ctx, params, tensors):
             raise ValueError("mode 'merged' needs an adapter attached to the handle (attachAdapter)")
         model = _plain_copy(entry, merged)
         res = export_model(model, params["out"], mode=mode, targets=targets, external_data=ext, progress=progress,
-                           source_dtype=entry.dtype, base_path=f"handle:{params['handle']}", premerged=merged)
+                           source_dtype=entry.dtype, base_path=f"handle:{params['handle']}", premerged=merged, head_inputs=heads)
     return {"out": res.out_dir, "seconds": res.seconds, "mode": res.manifest["mode"], "loraModules": len(res.manifest["lora"]),
             "checksum": res.manifest["base"]["checksum"]}, None

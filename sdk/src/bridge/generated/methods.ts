@@ -135,6 +135,10 @@ export interface ExportOnnxParams {
    */
   adapter?: string;
   /**
+   * adapter-inputs: modules whose parameters become whole-tensor graph inputs (an adapter's modules_to_save head). Default: ['classifier'] for sequence-classification models; [] for none.
+   */
+  headInputs?: string[];
+  /**
    * Weights as external data: auto = when over ~1.8 GB.
    */
   externalData?: "auto" | "yes" | "no";

@@ -40,6 +40,7 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
       ...(opts.targets ? { targets: opts.targets.split(",").map((s) => s.trim()).filter(Boolean) } : {}),
       ...(adapterDir ? { adapter: adapterDir } : {}),
       ...(opts.externalData ? { externalData: opts.externalData } : {}),
+      ...(opts.headInputs ? { headInputs: opts.headInputs === "none" ? [] : opts.headInputs.split(",").map((s) => s.trim()).filter(Boolean) } : {}),
       onProgress: bar.onProgress,
     });
     bar.stop();

@@ -11,6 +11,7 @@ export interface ExportCliOptions {
   readonly adapter?: string;
   readonly targets?: string;
   readonly externalData?: "auto" | "yes" | "no";
+  readonly headInputs?: string;
   readonly alpha?: string;
   readonly loraR?: string;
   readonly enableLora?: string;
@@ -39,6 +40,7 @@ export function registerExport(program: Command): void {
     .option("--mode <mode>", `what to export: ${Object.keys(EXPORT_MODES).join(" | ")}`, "adapter-inputs")
     .option("--adapter <path>", "merged: PEFT adapter folder or loralib checkpoint to merge in")
     .option("--targets <names>", "adapter-inputs: comma-separated modules that get LoRA inputs (default: PEFT's for the architecture)")
+    .option("--head-inputs <names>", "adapter-inputs: modules given as whole-tensor inputs, or 'none' (default: classifier for sequence classification)")
     .option("--external-data <when>", "weights as external data: auto | yes | no", "auto")
     .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
     .option("--lora-r <n>", "loralib checkpoints: rank r")
