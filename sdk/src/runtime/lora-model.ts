@@ -109,8 +109,13 @@ export class LoraModel {
       throw new RuntimeError(`${dir}: graph lacks LoRA inputs named in the manifest: ${missing.slice(0, 3).join(", ")} (manifest and model.onnx from different exports?)`);
     }
     if (manifest.mode === "adapter-inputs") {
-      const heads = manifest.head_defaults_file ? (await readSafetensors(join(dir, manifest.head_defaults_file))).tensors : new Map();
-      await model.#request({ id: 0, op: "setAdapter", name: BASE, feeds: baseFeeds(manifest, heads) });
+      try {
+        const heads = manifest.head_defaults_file ? (await readSafetensors(join(dir, manifest.head_defaults_file))).tensors : new Map();
+        await model.#request({ id: 0, op: "setAdapter", name: BASE, feeds: baseFeeds(manifest, heads) });
+      } catch (err) {
+        await model.close();
+        throw err;
+      }
     }
     options.onProgress?.({ phase: "load", done: 1, total: 1, unit: "sessions", message: `on ${model.provider}` });
     return model;
