@@ -121,7 +121,7 @@ function planMerge(src: ModelSource, adapter: LoraAdapter): Plan {
 /** Merge `adapter` into the model at `basePath`, writing `outPath` (a file for a single-file base, else a folder). */
 export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath: string, options: MergeModelOptions = {}): Promise<MergeModelReport> {
   const src = await openSafetensorsModel(basePath);
-  const reader = new PooledReader(src);
+  const handles = new FileHandles();
   try {
     const plan = planMerge(src, adapter);
     const outDtype = (d: DType): DType => (options.dtype && isFloat(d) ? options.dtype : d);
@@ -130,6 +130,8 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     let bytesRead = 0;
     let bytesWritten = 0;
     const merged: MergedModuleInfo[] = [];
+    const pool = new BufferPool();
+    const reader = new PooledReader(src, pool, handles);
     // One read ahead: the next tensor's bytes arrive while this one is computed and written.
     const ahead = new Map<string, Promise<Tensor>>();
     const prefetch = (name: string): void => {
@@ -138,19 +140,24 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       p.catch(() => {}); // a failed read surfaces when produce() awaits it, not as an unhandled rejection
       ahead.set(name, p);
     };
-    // Merged tensors go into two alternating buffers: the writer finishes tensor i before tensor i+2 is made,
-    // so reusing buffer i%2 is safe, and the kernel never waits on fresh (page-faulting) allocations.
-    const ring: ArrayBuffer[] = [new ArrayBuffer(0), new ArrayBuffer(0)];
-    let turn = 0;
-    const output = (bytes: number): ArrayBuffer => {
-      turn ^= 1;
-      if (ring[turn]!.byteLength < bytes) ring[turn] = new ArrayBuffer(bytes);
-      return ring[turn]!;
+    // Buffers are reused instead of allocated per tensor (fresh allocations page-fault). A buffer goes back to
+    // the pool when nothing needs it any more: a read buffer once merged from (or once written, when the
+    // tensor passes through unchanged), an output buffer once written.
+    const held = new Map<string, ArrayBuffer[]>();
+    const hold = (name: string, buf: ArrayBuffer): void => {
+      held.set(name, [...(held.get(name) ?? []), buf]);
+    };
+    const written = (name: string): void => {
+      for (const buf of held.get(name) ?? []) pool.give(buf);
+      held.delete(name);
     };
     const produce = async (name: string): Promise<Tensor> => {
       const pending = ahead.get(name);
       ahead.delete(name);
       const base = await (pending ?? reader.read(name));
+      const readBuf = base.data.buffer as ArrayBuffer;
+      let outBuf: ArrayBuffer | undefined;
+      const output = (bytes: number): ArrayBuffer => (outBuf = pool.take(bytes));
       bytesRead += base.data.byteLength;
       const dtype = outDtype(base.dtype);
       let t: Tensor;
@@ -167,6 +174,10 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       } else {
         t = castTo(base, dtype);
       }
+      // The read buffer is free now unless it is what gets written; the output buffer is held until written.
+      if (t.data.buffer === readBuf) hold(name, readBuf);
+      else pool.give(readBuf);
+      if (outBuf) hold(name, outBuf);
       bytesWritten += t.data.byteLength;
       done++;
       options.onProgress?.({ phase: "merge", done, total, unit: "tensors", message: name });
@@ -184,56 +195,18 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       const out = existsSync(outPath) && statSync(outPath).isDirectory() ? join(outPath, "model.safetensors") : outPath;
       if (resolve(out) === resolve(src.shards[0]!)) throw new AdapterError(`--out ${out} is the base file; the base is never overwritten`);
       await mkdir(dirname(resolve(out)), { recursive: true });
-      await writeSafetensorsStreaming(out, planOf(src.names), produce, src.metadata, prefetch);
+      await writeSafetensorsStreaming(out, planOf(src.names), produce, src.metadata, prefetch, written);
       files.push(out);
     } else {
-      await writeShardedOutput(src, basePath, outPath, planOf, produce, outDtype, files, prefetch);
+      await writeShardedOutput(src, basePath, outPath, planOf, produce, outDtype, files, prefetch, written);
     }
     const adapted = new Set(merged.map((m) => m.module));
     const missing = [...adapter.modules.keys()].filter((m) => !adapted.has(m));
     if (missing.length) throw new AdapterError(`modules not merged: ${missing.join(", ")}`);
     return { out: outPath, files, tensors: total, merged, replaced: [...plan.replace.keys()], unused: plan.unused, bytesRead, bytesWritten };
   } finally {
-    await reader.close();
+    await handles.close();
     await src.close();
-  }
-}
-
-/**
- * Tensor bytes read (at the offsets the safetensors reader validated) into three rotating buffers instead of a
- * fresh allocation per tensor. Three suffice for the streaming order: tensor i may still be being written
- * while i+1 is computed and i+2 is read ahead; by the time i+3 is read, tensor i's write has completed.
- */
-class PooledReader {
-  private readonly ring: ArrayBuffer[] = [new ArrayBuffer(0), new ArrayBuffer(0), new ArrayBuffer(0)];
-  private turn = 0;
-  private readonly handles = new Map<string, Promise<FileHandle>>();
-
-  constructor(private readonly src: ModelSource) {}
-
-  async read(name: string): Promise<Tensor> {
-    const e = this.src.entry(name);
-    if (!e) return this.src.read(name);
-    this.turn = (this.turn + 1) % 3;
-    if (this.ring[this.turn]!.byteLength < e.byteLength) this.ring[this.turn] = new ArrayBuffer(e.byteLength);
-    const bytes = new Uint8Array(this.ring[this.turn]!, 0, e.byteLength);
-    let fh = this.handles.get(e.file);
-    if (!fh) {
-      fh = open(e.file, "r");
-      this.handles.set(e.file, fh);
-    }
-    const h = await fh;
-    let done = 0;
-    while (done < e.byteLength) {
-      const { bytesRead } = await h.read(bytes, done, Math.min(IO_CHUNK, e.byteLength - done), e.byteOffset + done);
-      if (bytesRead === 0) throw new FormatError(e.file, `file ended while reading tensor '${name}'`);
-      done += bytesRead;
-    }
-    return fromBytes(e.dtype, e.shape, bytes);
-  }
-
-  async close(): Promise<void> {
-    for (const fh of this.handles.values()) await (await fh).close();
   }
 }
 
@@ -246,6 +219,7 @@ async function writeShardedOutput(
   outDtype: (d: DType) => DType,
   files: string[],
   prefetch: (name: string) => void,
+  written: (name: string) => void,
 ): Promise<void> {
   const baseDir = statSync(basePath).isDirectory() ? basePath : dirname(basePath);
   if (resolve(outPath) === resolve(baseDir)) throw new AdapterError(`--out ${outPath} is the base folder; the base is never overwritten`);
@@ -265,7 +239,7 @@ async function writeShardedOutput(
     const weightMap: Record<string, string> = {};
     let totalSize = 0;
     for (const [file, names] of byShard) {
-      await writeSafetensorsStreaming(join(tmp, file), planOf(names), produce, src.metadata, prefetch);
+      await writeSafetensorsStreaming(join(tmp, file), planOf(names), produce, src.metadata, prefetch, written);
       for (const n of names) {
         weightMap[n] = file;
         const e = src.entry(n)!;
@@ -288,5 +262,71 @@ async function writeShardedOutput(
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** Reusable ArrayBuffers: `take` hands out the smallest free one that fits (or a new one), `give` returns it. */
+class BufferPool {
+  private readonly free: ArrayBuffer[] = [];
+
+  take(bytes: number): ArrayBuffer {
+    let best = -1;
+    for (const [i, b] of this.free.entries()) {
+      if (b.byteLength >= bytes && (best < 0 || b.byteLength < this.free[best]!.byteLength)) best = i;
+    }
+    if (best < 0) return new ArrayBuffer(bytes);
+    return this.free.splice(best, 1)[0]!;
+  }
+
+  give(buf: ArrayBuffer): void {
+    this.free.push(buf);
+    // Keep a handful; the streaming order never needs more than a few at once.
+    if (this.free.length > 6) {
+      this.free.sort((a, b) => a.byteLength - b.byteLength);
+      this.free.shift();
+    }
+  }
+}
+
+/** One read handle per shard file, opened on first use. */
+class FileHandles {
+  private readonly handles = new Map<string, Promise<FileHandle>>();
+
+  get(file: string): Promise<FileHandle> {
+    let fh = this.handles.get(file);
+    if (!fh) {
+      fh = open(file, "r");
+      fh.catch(() => {});
+      this.handles.set(file, fh);
+    }
+    return fh;
+  }
+
+  async close(): Promise<void> {
+    for (const fh of this.handles.values()) await (await fh.catch(() => undefined))?.close();
+  }
+}
+
+/** Tensor bytes read at the offsets the safetensors reader validated, into pooled buffers. */
+class PooledReader {
+  constructor(
+    private readonly src: ModelSource,
+    private readonly pool: BufferPool,
+    private readonly handles: FileHandles,
+  ) {}
+
+  async read(name: string): Promise<Tensor> {
+    const e = this.src.entry(name);
+    if (!e) return this.src.read(name);
+    const buf = this.pool.take(e.byteLength);
+    const bytes = new Uint8Array(buf, 0, e.byteLength);
+    const h = await this.handles.get(e.file);
+    let done = 0;
+    while (done < e.byteLength) {
+      const { bytesRead } = await h.read(bytes, done, Math.min(IO_CHUNK, e.byteLength - done), e.byteOffset + done);
+      if (bytesRead === 0) throw new FormatError(e.file, `file ended while reading tensor '${name}'`);
+      done += bytesRead;
+    }
+    return fromBytes(e.dtype, e.shape, bytes);
   }
 }

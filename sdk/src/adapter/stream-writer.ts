@@ -28,6 +28,8 @@ export async function writeSafetensorsStreaming(
   metadata?: Readonly<Record<string, string>>,
   /** Called with the name after the one being produced, so its read can start early. */
   prefetch?: (name: string) => void,
+  /** Called once a tensor's bytes are on their way to disk (its buffer may then be reused). */
+  written?: (name: string) => void,
 ): Promise<void> {
   const ordered = [...plan].sort((a, b) => DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
   const parts: string[] = [];
@@ -46,6 +48,7 @@ export async function writeSafetensorsStreaming(
   await writeFileAtomic(path, async (fh) => {
     let pos = await writeAll(fh, header, 0);
     let writing: Promise<number> | undefined;
+    let writingName = "";
     for (const [i, p] of ordered.entries()) {
       const next = ordered[i + 1];
       if (next && prefetch) prefetch(next.name);
@@ -54,9 +57,16 @@ export async function writeSafetensorsStreaming(
         await writing?.catch(() => {});
         throw new FormatError(path, `tensor '${p.name}' came out ${t.dtype} [${t.shape.join(", ")}], planned ${p.dtype} [${p.shape.join(", ")}]`);
       }
-      if (writing) pos = await writing;
+      if (writing) {
+        pos = await writing;
+        written?.(writingName);
+      }
       writing = writeAll(fh, bytesOf(t), pos);
+      writingName = p.name;
     }
-    if (writing) await writing;
+    if (writing) {
+      await writing;
+      written?.(writingName);
+    }
   });
 }
