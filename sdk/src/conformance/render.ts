@@ -8,6 +8,7 @@ function fmt(x: number | null): string {
 }
 
 function whereText(p: PairResult): string {
+  if (p.max_abs === 0) return "exact (bit-identical)";
   return p.where ? `${p.where.module}[${p.where.index.join(", ")}]` : "";
 }
 
