@@ -12,8 +12,9 @@ import { readPeftAdapter, writePeftAdapter } from "../../src/adapter/peft-io.js"
 import { ShapeMismatchError, NonFiniteError } from "../../src/errors.js";
 import { registerMerge } from "../../src/cli/commands/merge.js";
 import { openSafetensorsModel, readSafetensors } from "../../src/formats/safetensors/index.js";
-import { castTo, toFloat32 } from "../../src/tensor/index.js";
+import { castTo, toFloat32, type Tensor } from "../../src/tensor/index.js";
 import type { LoraAdapter } from "../../src/adapter/adapter.js";
+import { mergeWeight } from "../../src/adapter/math.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/sharded_merge.py"), "utf8");
@@ -188,5 +189,37 @@ describe("merge into a sharded base", () => {
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
     }
     expect(worst).toBeLessThanOrEqual(1e-6);
+  });
+
+  it("streams many tensors (adapted and passed through) with pooled buffers: every output tensor exact", async () => {
+    const { writeSafetensors } = await import("../../src/formats/safetensors/index.js");
+    const { loraConfig } = await import("../../src/adapter/config.js");
+    const rnd = (n: number, seed: number) => {
+      let x = seed;
+      return Float32Array.from({ length: n }, () => ((x = (x * 1103515245 + 12345) >>> 0), x / 2 ** 32 - 0.5));
+    };
+    const base = new Map<string, Tensor>();
+    const modules = new Map<string, LoraAdapter["modules"] extends ReadonlyMap<string, infer M> ? M : never>();
+    for (let i = 0; i < 24; i++) {
+      const name = `layers.${String(i).padStart(2, "0")}.proj`;
+      base.set(`${name}.weight`, { dtype: "F32", shape: [256, 512], data: rnd(256 * 512, i + 1) });
+      base.set(`${name}.extra`, { dtype: "F32", shape: [384, 512], data: rnd(384 * 512, i + 100) });
+      if (i % 2 === 0) modules.set(name, { kind: "linear", A: { dtype: "F32", shape: [4, 512], data: rnd(4 * 512, i + 200) }, B: { dtype: "F32", shape: [256, 4], data: rnd(256 * 4, i + 300) } });
+    }
+    const basePath = join(tmp.dir, "many.safetensors");
+    await writeSafetensors(basePath, base);
+    const adapter: LoraAdapter = { config: loraConfig({ r: 4, lora_alpha: 8, target_modules: ["proj"] }), modules, extraTensors: new Map() };
+    const out = join(tmp.dir, "many-merged.safetensors");
+    await mergeModel(basePath, adapter, out);
+    const got = (await readSafetensors(out)).tensors;
+    for (const [k, t] of base) {
+      const m = modules.get(k.replace(/\.weight$/, ""));
+      const want = m ? mergeWeight(t, m, 2) : t;
+      const g = got.get(k)!.data as Float32Array;
+      const w = want.data as Float32Array;
+      let diff = 0;
+      for (let i = 0; i < w.length; i++) diff = Math.max(diff, Math.abs(g[i]! - w[i]!));
+      expect(diff, k).toBe(0);
+    }
   });
 });
