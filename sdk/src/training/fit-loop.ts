@@ -62,11 +62,17 @@ export async function evaluateLoss(runner: StepRunner, params: readonly Float32A
   return weight > 0 ? sum / weight : Number.NaN;
 }
 
+function addInto(acc: Float32Array[], add: readonly Float32Array[]): void {
+  acc.forEach((a, i) => {
+    const b = add[i]!;
+    for (let j = 0; j < a.length; j++) a[j]! += b[j]!;
+  });
+}
+
 export async function runFit(runner: StepRunner, manifest: TrainManifest, start: WireState, data: readonly TrainExample[], evalData: readonly TrainExample[] | undefined,
   o: WireFitOptions, hooks: FitHooks): Promise<{ state: WireState; aborted: boolean }> {
   const plan = planFit(data.length, o);
   let state = start;
-  const manifestKeys = manifest.params.length;
   while (state.step - state.fitStartStep < plan.totalSteps) {
     if (hooks.aborted()) return { state, aborted: true };
     const k = state.step - state.fitStartStep;
@@ -86,7 +92,7 @@ export async function runFit(runner: StepRunner, manifest: TrainManifest, start:
         const r = await runner.gradStep(state.params, b);
         sumLoss += r.loss;
         if (!grads) grads = r.grads.map((g) => new Float32Array(g));
-        else for (let i = 0; i < manifestKeys; i++) { const acc = grads[i]!, g = r.grads[i]!; for (let j = 0; j < acc.length; j++) acc[j]! += g[j]!; }
+        else addInto(grads, r.grads);
       }
       const inv = 1 / batches.length;
       for (const g of grads!) for (let j = 0; j < g.length; j++) g[j]! *= inv;
