@@ -2,7 +2,7 @@
  * Training step time: loraport (train_step.onnx in onnxruntime-node on the Trainer's worker thread, CPU) vs
  * PyTorch eager (autograd + torch.optim.AdamW, transformers' default attention), same model, LoRA init, batch
  * and thread count, measured in the same run. Models: a GPT-2-like ~4M-parameter model (LoRA r 8 on c_attn,
- * B4×T128) and a Llama-like ~17M one (LoRA r 16 on all seven projections, B2×T256). The artifacts are exported
+ * B4×T128) and a Llama-like ~17M one (LoRA r 16 on all seven projections, B4×T128: the tiny Llama builder fixes 128 positions). The artifacts are exported
  * once into .loraport-cache/bench-train/ (a few minutes the first time).
  */
 import { execFileSync } from "node:child_process";
@@ -30,7 +30,7 @@ interface Case {
 const CASES: readonly Case[] = [
   { name: "gpt2-4M", builtin: "gpt2", config: { n_embd: 256, n_layer: 4, n_head: 4, vocab_size: 2048, n_positions: 256 }, targets: "c_attn", r: 8, batch: 4, seq: 128 },
   { name: "llama-17M", builtin: "llama", config: { hidden_size: 512, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 8, intermediate_size: 1024, vocab_size: 6144 },
-    targets: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", r: 16, batch: 2, seq: 256 },
+    targets: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", r: 16, batch: 4, seq: 128 },
 ];
 
 function median(xs: readonly number[]): number {

@@ -88,7 +88,9 @@ class StepFunctions:
             p = p * (1.0 - lr * a.weight_decay)
             m = m + (g - m) * (1.0 - a.beta1)  # torch uses lerp_(grad, 1 - beta1)
             v = v * a.beta2 + g * g * (1.0 - a.beta2)
-            denom = torch.sqrt(v) / bc2_sqrt + a.eps
+            # eps enters scaled by a runtime value (not a constant), so no graph optimizer can fold "+ eps" away
+            # as an add-zero; (√v + eps·√bc2) / √bc2 equals torch's √v / √bc2 + eps up to rounding.
+            denom = (torch.sqrt(v) + a.eps * bc2_sqrt) / bc2_sqrt
             p = p - step_size * (m / denom)
             new_p.append(p)
             new_m.append(m)

@@ -136,9 +136,10 @@ def export_onnx(gm: torch.fx.GraphModule, args: Sequence[torch.Tensor], input_na
                 dynamic: list[dict | None], path: str) -> None:
     """torch.onnx (dynamo) of a traced aten graph; its progress lines go to stderr so stdout stays JSON.
 
-    optimize=False: onnxscript 0.7.2's optimizer drops `x + 1e-8` as an "add zero", which deletes AdamW's eps and
-    turns every parameter whose gradient is exactly zero (all lora_A at PEFT's init) into NaN. ORT optimizes the
-    graph at load anyway.
+    optimize=False: onnxscript 0.7.2's optimizer drops `x + 1e-8` as an "add zero", which deleted AdamW's eps and
+    turned every parameter whose gradient is exactly zero (all lora_A at PEFT's init) into NaN. (AdamW now adds eps
+    in a form no optimizer can fold, and the update gate catches non-finite params, but the optimizer gains nothing:
+    ORT optimizes at load, and measured step time was the same with 3x fewer nodes.)
     """
     with contextlib.redirect_stdout(sys.stderr):
         program = torch.onnx.export(gm, tuple(args), dynamo=True, optimize=False, input_names=input_names,
