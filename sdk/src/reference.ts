@@ -2,10 +2,10 @@
  * Where the checkpoints published with the LoRA paper live on this machine, and what to tell a user who
  * does not have them. Tests and the conformance suite read them from there; they are never copied into the repo.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { FileMissingError } from "./errors.js";
+import { packageRoot } from "./internal/package-root.js";
 
 export const REFERENCE_FILES = {
   gpt2MediumE2E: "gpt2_md_lora_e2e.pt",
@@ -25,18 +25,6 @@ export function referenceDir(explicit?: string): string {
   const env = process.env["LORAPORT_REFERENCE_DIR"];
   if (env) return resolve(env);
   return resolve(packageRoot(), "../shared/reference");
-}
-
-/** The loraport package folder (holding its package.json), found by walking up from this file: works from sdk/src and dist alike. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, "package.json");
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "loraport") return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new FileMissingError("package.json", "cannot find loraport's package.json above its own files");
-    dir = up;
-  }
 }
 
 /** Path of one reference file, or a `FileMissingError` saying where to get it. */

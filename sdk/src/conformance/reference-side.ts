@@ -3,11 +3,10 @@
  * adapters and computes loralib's and PEFT's numbers, and reads back its manifests.
  */
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { existsSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
-import { join } from "node:path";
-import { FileMissingError, LoraportError } from "../errors.js";
+import { LoraportError } from "../errors.js";
 import { repoRoot } from "./paths.js";
+import { defaultPython } from "../bridge/internal/process.js";
 
 /** What the reference side wrote for one case (see sidecar/loraport_sidecar/conformance/run_case.py). */
 export interface ReferenceManifest {
@@ -42,11 +41,7 @@ export type JobOutcome = { manifest: ReferenceManifest } | { error: { type: stri
 
 /** The sidecar environment's Python: `$LORAPORT_PYTHON`, else the project's `.venv`. */
 export function pythonPath(): string {
-  const env = process.env["LORAPORT_PYTHON"];
-  if (env) return env;
-  const venv = join(repoRoot(), ".venv/bin/python");
-  if (!existsSync(venv)) throw new FileMissingError(venv, `${venv}: the sidecar's Python environment is missing; run \`npm run setup\` (or set LORAPORT_PYTHON)`);
-  return venv;
+  return defaultPython(repoRoot());
 }
 
 function spawnReference(args: readonly string[]): ChildProcessByStdio<Writable, Readable, Readable> {

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { FileMissingError, UnsupportedFeatureError } from "../errors.js";
-import { openSafetensors, type TensorSource } from "../formats/safetensors/index.js";
+import { openSafetensors } from "../formats/safetensors/index.js";
 import type { ProgressCallback } from "../progress.js";
 import { referenceFile } from "../reference.js";
 import type { Tensor } from "../tensor/tensor.js";

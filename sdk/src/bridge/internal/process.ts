@@ -4,23 +4,16 @@
  * lifeline: closing it asks the sidecar to exit; the sidecar also exits when this process dies.
  */
 import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { execa } from "execa";
 import { FileMissingError, SidecarExitedError } from "../../errors.js";
+import { packageRoot } from "../../internal/package-root.js";
 
 const STDERR_TAIL_BYTES = 8192;
 
-/** The repository (or installed package) root: the folder holding `sidecar/loraport_sidecar`. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    if (existsSync(join(dir, "sidecar", "loraport_sidecar", "__main__.py"))) return dir;
-    dir = dirname(dir);
-  }
-  throw new FileMissingError("sidecar/loraport_sidecar", "sidecar/loraport_sidecar: the sidecar's Python package was not found above the SDK's install folder");
-}
+/** Re-exported for the modules that locate the sidecar package. */
+export { packageRoot };
 
 export function defaultPython(root: string): string {
   const env = process.env["LORAPORT_PYTHON"];

@@ -31,7 +31,6 @@ export interface PickleLimits {
 export const DEFAULT_LIMITS: PickleLimits = { maxStack: 10_000_000, maxMemo: 10_000_000, maxMarks: 100_000 };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-const MARK = Symbol("mark");
 
 export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, limits: PickleLimits = DEFAULT_LIMITS): unknown {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
