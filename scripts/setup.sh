@@ -9,7 +9,7 @@ quiet=0
 say() { ((quiet)) || echo "setup: $*"; }
 
 # onnxruntime-node's postinstall would download CUDA binaries; the CPU provider ships in the package.
-# GPU users: see README "GPU" (ONNXRUNTIME_NODE_INSTALL=cuda npm rebuild onnxruntime-node).
+# GPU users: docs/gpu.md (ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node).
 export ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL:-skip}
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   say "installing Node dependencies"
@@ -21,8 +21,9 @@ want=$(cat sidecar/requirements.txt sidecar/pyproject.toml | sha256sum | cut -c1
 if [[ ! -x .venv/bin/python || "$(cat .venv/.loraport-stamp 2>/dev/null)" != "$want" ]]; then
   say "creating the sidecar's Python environment in .venv (torch, peft, loralib, onnx; a few minutes the first time)"
   [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r sidecar/requirements.txt
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e sidecar
+  # (pip warns once per package about index locations this machine's pip config names; those lines are noise)
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r sidecar/requirements.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e sidecar 2>&1 | { grep -v '^WARNING: Location' || true; }
   echo "$want" > .venv/.loraport-stamp
 fi
 
