@@ -3,7 +3,7 @@
  * on the next call, the parent killed, close(), and the tcp + CURVE transport.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Dealer } from "zeromq";
 import { encode } from "@msgpack/msgpack";
@@ -13,10 +13,16 @@ import { ModelHandle, Sidecar } from "../../src/bridge/index.js";
 import { tensor } from "../../src/tensor/index.js";
 import { REPO_ROOT, tempDir } from "../helpers/python.js";
 
+/** Running, and not a zombie: an orphaned sidecar is reparented to PID 1, which in some sandboxes never reaps it. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
   } catch {
     return false;
   }
