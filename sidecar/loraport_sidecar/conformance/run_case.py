@@ -284,8 +284,8 @@ def _peft_generated(case, out, sink, manifest, base_dir) -> None:
     _peft_reference(base, adapter_dir, case, out, sink, manifest, base_dir)
 
 
-def _peft_reference(base, adapter_dir, case, out, sink, manifest, base_dir) -> None:
-    """PEFT's merge and forward (unmerged, merged) of the adapter folder on `base`; base weights for loraport."""
+def _put_peft_merge(base, adapter_dir, sink, manifest) -> PeftModel:
+    """PEFT's merged weights of the adapter on `base`, with the base weights loraport merges into; returns the PEFT model."""
     ref = PeftModel.from_pretrained(copy.deepcopy(base), adapter_dir).eval()
     merged = peft_merged_weights(ref)
     base_sd = base.state_dict()
@@ -293,6 +293,12 @@ def _peft_reference(base, adapter_dir, case, out, sink, manifest, base_dir) -> N
         sink.put(f"weights/peft.merge/{k}", t)
         sink.put(f"base/{k}", base_sd[k])  # native dtype: loraport merges into the stored base
     manifest["weights"] = {"backends": ["peft.merge"], "params": sorted(merged)}
+    return ref
+
+
+def _peft_reference(base, adapter_dir, case, out, sink, manifest, base_dir) -> None:
+    """PEFT's merge and forward (unmerged, merged) of the adapter folder on `base`; base weights for loraport."""
+    ref = _put_peft_merge(base, adapter_dir, sink, manifest)
     if case.get("forward") is not None:
         spec, batches = _forward_spec(case, base_dir, manifest)
         _put_inputs(sink, batches)
@@ -381,13 +387,7 @@ def run_verify(base_dir: str, adapter_dir: str, out: str, inputs_file: str | Non
                                 "weights": {"backends": [], "params": []}, "forward": {"backends": [], "batches": 0},
                                 "adapters": {"peft": os.path.abspath(adapter_dir)}, "notes": [], "base_from": base_dir,
                                 "base_model_dir": os.path.abspath(base_dir)}
-    ref = PeftModel.from_pretrained(copy.deepcopy(base), adapter_dir).eval()
-    merged = peft_merged_weights(ref)
-    base_sd = base.state_dict()
-    for k, t in merged.items():
-        sink.put(f"weights/peft.merge/{k}", t)
-        sink.put(f"base/{k}", base_sd[k])  # native dtype: loraport merges into the stored base
-    manifest["weights"] = {"backends": ["peft.merge"], "params": sorted(merged)}
+    ref = _put_peft_merge(base, adapter_dir, sink, manifest)
     tensors = make_inputs({"batches": batches}, "user")
     manifest["forward"]["batches"] = len(tensors)
     is_causal = type(base).__name__.endswith("ForCausalLM") or type(base).__name__.endswith("LMHeadModel")

@@ -148,19 +148,12 @@ class AdapterInputsModel(nn.Module):
 
         swapped = dict(zip(self.heads, lora[2 * len(self.keys):]))
         model = self.model
-        return functional_call(_LogitsOf(model), {f"model.{k}": v for k, v in swapped.items()}, (input_ids, attention_mask), strict=False)
-
-
-class _LogitsOf(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return _logits(self.model, input_ids, attention_mask)
+        return functional_call(PlainModel(model), {f"model.{k}": v for k, v in swapped.items()}, (input_ids, attention_mask), strict=False)
 
 
 class PlainModel(nn.Module):
+    """The model as (input_ids, attention_mask) → logits, the signature every exported graph has."""
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
