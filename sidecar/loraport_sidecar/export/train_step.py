@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from unittest import mock
 
 import numpy as np
@@ -221,53 +221,46 @@ def perturbed(values: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
     return [x + 0.05 * torch.randn(x.shape, generator=gen) for x in values]
 
 
-def reference_grads(model: torch.nn.Module, names: list[str], values: Sequence[torch.Tensor], batch: dict) -> tuple[float, list[np.ndarray]]:
-    """Loss and gradients from PyTorch autograd on the PEFT model itself, with transformers' own loss."""
+@contextlib.contextmanager
+def _trainable_at(model: torch.nn.Module, names: list[str], values: Sequence[torch.Tensor]) -> Iterator[list[torch.nn.Parameter]]:
+    """The named parameters set to `values` and trainable (no stale grads) for the block; restored, frozen, after."""
     params = dict(model.named_parameters())
-    saved = [params[n].detach().clone() for n in names]
+    ps = [params[n] for n in names]
+    saved = [p.detach().clone() for p in ps]
     try:
         with torch.no_grad():
-            for n, x in zip(names, values):
-                params[n].copy_(x)
-        for n in names:
-            params[n].grad = None
-            params[n].requires_grad_(True)
-        out = model(**batch)
-        out.loss.backward()
-        return float(out.loss), [params[n].grad.detach().numpy().copy() for n in names]
+            for p, x in zip(ps, values):
+                p.copy_(x)
+        for p in ps:
+            p.grad = None
+            p.requires_grad_(True)
+        yield ps
     finally:
         with torch.no_grad():
-            for n, x in zip(names, saved):
-                params[n].copy_(x)
-                params[n].grad = None
-                params[n].requires_grad_(False)
+            for p, x in zip(ps, saved):
+                p.copy_(x)
+                p.grad = None
+                p.requires_grad_(False)
+
+
+def reference_grads(model: torch.nn.Module, names: list[str], values: Sequence[torch.Tensor], batch: dict) -> tuple[float, list[np.ndarray]]:
+    """Loss and gradients from PyTorch autograd on the PEFT model itself, with transformers' own loss."""
+    with _trainable_at(model, names, values) as ps:
+        out = model(**batch)
+        out.loss.backward()
+        return float(out.loss), [p.grad.detach().numpy().copy() for p in ps]
 
 
 def reference_adamw_step(model: torch.nn.Module, names: list[str], values: Sequence[torch.Tensor], batch: dict, lr: float,
                          adamw: AdamWSettings) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Parameters after one torch.optim.AdamW step on the PEFT model from `values` (the real optimizer), and the
     gradients it used."""
-    params = dict(model.named_parameters())
-    saved = [params[n].detach().clone() for n in names]
-    try:
-        with torch.no_grad():
-            for n, x in zip(names, values):
-                params[n].copy_(x)
-        ps = [params[n] for n in names]
-        for p in ps:
-            p.requires_grad_(True)
-            p.grad = None
+    with _trainable_at(model, names, values) as ps:
         opt = torch.optim.AdamW(ps, lr=lr, betas=(adamw.beta1, adamw.beta2), eps=adamw.eps, weight_decay=adamw.weight_decay)
         model(**batch).loss.backward()
         grads = [p.grad.detach().numpy().copy() for p in ps]
         opt.step()
         return [p.detach().numpy().copy() for p in ps], grads
-    finally:
-        with torch.no_grad():
-            for n, x in zip(names, saved):
-                params[n].copy_(x)
-                params[n].grad = None
-                params[n].requires_grad_(False)
 
 
 def update_check(folder: str, art: Artifact, model: torch.nn.Module, values: list[torch.Tensor], vocab: int, num_labels: int,
