@@ -61,6 +61,7 @@ class Server:
         self.models = HandleTable()
         self.zctx = zmq.Context()
         self.stop = threading.Event()
+        self._io_thread: threading.Thread | None = None
         self.ops_ready = threading.Event()
         self.ops_error: BaseException | None = None
         self._queue: queue.Queue[P.Request] = queue.Queue()
@@ -123,11 +124,19 @@ class Server:
 
     def start(self) -> None:
         threading.Thread(target=self._compute_loop, name="compute", daemon=True).start()
-        threading.Thread(target=self._io_loop, name="io", daemon=True).start()
+        self._io_thread = threading.Thread(target=self._io_loop, name="io", daemon=True)
+        self._io_thread.start()
 
     def close(self) -> None:
         self.stop.set()
-        time.sleep(0.05)  # let the IO loop leave poll()
+        # The sockets belong to the IO thread (zmq sockets are not thread-safe): closing one while that thread is
+        # still inside poll() can hang the process, so wait for it to leave its loop (poll times out every 100 ms).
+        io_thread = self._io_thread
+        if io_thread is not None and io_thread is not threading.current_thread():
+            io_thread.join(timeout=2.0)
+            if io_thread.is_alive():
+                self._remove_ipc_files()
+                return  # leave the sockets to the process exit rather than race the IO thread
         for s in self._sockets:
             try:
                 s.close(linger=0)
@@ -135,6 +144,9 @@ class Server:
                 pass
         if self._auth is not None:
             self._auth.stop()
+        self._remove_ipc_files()
+
+    def _remove_ipc_files(self) -> None:
         for path in self._ipc_paths:
             try:
                 os.unlink(path)
