@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything loraport needs on a fresh clone, idempotently:
-#   Node dependencies (npm ci), the sidecar's Python virtual environment (.venv, pinned), the TS build.
+#   Node dependencies (npm ci), the sidecar's Python virtual environment (.venv, pinned), the native mmap helper,
+#   the TS build.
 # Re-running is cheap: each step is skipped while its inputs are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,25 @@ if [[ ! -x /usr/bin/chromium && $(id -u) == 0 ]] && command -v apt-get >/dev/nul
   { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
     || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; } \
     || say "could not install Chromium; the report's browser check will be skipped"
+fi
+
+# The native mmap helper (sdk/native/mmap.c, ~100 lines of C against the ABI-stable Node-API): lets big safetensors
+# files be memory-mapped like Python's load_file. Optional: without a C compiler loraport reads with fs.read.
+native=build/native/loraport_mmap.node
+if [[ ! -f $native || sdk/native/mmap.c -nt $native ]] && [[ $(uname -s) != MINGW* ]]; then
+  cc=${CC:-cc}
+  if command -v "$cc" >/dev/null 2>&1; then
+    say "building the native mmap helper"
+    mkdir -p build/native
+    if "$cc" -O2 -std=c11 -Wall -shared -fPIC -I node_modules/node-api-headers/include sdk/native/mmap.c -o "$native.tmp"; then
+      mv "$native.tmp" "$native"
+    else
+      rm -f "$native.tmp"
+      say "could not build the native mmap helper; safetensors files will be read with fs.read instead"
+    fi
+  else
+    say "no C compiler ($cc); safetensors files will be read with fs.read instead of memory-mapped"
+  fi
 fi
 
 say "building the TypeScript SDK"

@@ -7,6 +7,7 @@ export { loadStateDict } from "./formats/load-state-dict.js";
 export { detectFormat, type WeightsFormat } from "./formats/detect.js";
 export { summariseWeights, type WeightsSummary } from "./formats/summary.js";
 export { convertTorchToSafetensors, type TorchToSafetensorsResult } from "./formats/convert.js";
+export { mmapAvailable } from "./formats/mmap.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./adapter/index.js";
 export * from "./runtime/index.js";

@@ -5,3 +5,4 @@ export { loadStateDict } from "./load-state-dict.js";
 export { detectFormat, type WeightsFormat } from "./detect.js";
 export { summariseWeights, type WeightsSummary } from "./summary.js";
 export { convertTorchToSafetensors, type TorchToSafetensorsResult } from "./convert.js";
+export { mmapAvailable } from "./mmap.js";

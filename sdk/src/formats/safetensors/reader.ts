@@ -1,12 +1,14 @@
 /**
  * Lazy safetensors reader: the header is read and validated on open; tensor bytes are read by offset
  * only when asked for, so listing a huge file or reading one tensor of it costs only that tensor's memory.
+ * `readSafetensors` reads a whole file, memory-mapping big ones where the native helper is built.
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { FileMissingError, FormatError } from "../../errors.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { fromBytes } from "../../tensor/tensor-impl.js";
 import { readExactly } from "../atomic-file.js";
+import { mapRange } from "../mmap.js";
 import { headerLength, parseHeader, type ParsedHeader, type SafetensorsEntry } from "./header.js";
 
 /** Named tensors that can be listed without reading their data. */
@@ -86,15 +88,39 @@ class FileSource implements TensorSource {
 /** Up to this much tensor data is read in one call and shared by the tensors (views into one buffer). */
 const ONE_READ_BYTES = 256 << 20;
 
-/** Read a whole safetensors file into memory. Small files come back as views into one buffer (one read). */
-export async function readSafetensors(path: string): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
+/** Files with more tensor data than this are memory-mapped (when the native helper is built), tensor by tensor. */
+export const MMAP_MIN_BYTES = 16 << 20;
+
+export interface ReadSafetensorsOptions {
+  /**
+   * Map each tensor's bytes from the file (copy-on-write) instead of copying them into memory: the default for
+   * files with more than 16 MiB of tensor data where loraport's native helper is built (see `formats/mmap.ts`).
+   * `false` always copies; `true` maps any file when the helper is available.
+   */
+  mmap?: boolean;
+}
+
+/**
+ * Read a whole safetensors file. Big files are memory-mapped where possible (like Python's load_file), one
+ * mapping per tensor so that each tensor's buffer stands alone; otherwise small files come back as views into one
+ * buffer (one read) and big ones as one buffer per tensor.
+ */
+export async function readSafetensors(path: string, options: ReadSafetensorsOptions = {}): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
   const fh = await openFileForReading(path);
   try {
     const { entries, metadata, dataStart, fileSize: size } = await readHeader(fh, path);
     const tensors = new Map<string, Tensor>();
-    if (size - dataStart <= ONE_READ_BYTES) {
+    const dataBytes = size - dataStart;
+    if (options.mmap ?? dataBytes > MMAP_MIN_BYTES) {
+      const mapped = entries.map((e) => mapRange(path, e.byteOffset, e.byteLength));
+      if (mapped.every((m) => m !== undefined)) {
+        entries.forEach((e, i) => tensors.set(e.name, fromBytes(e.dtype, e.shape, mapped[i]!)));
+        return { tensors, metadata };
+      }
+    }
+    if (dataBytes <= ONE_READ_BYTES) {
       // Many small tensors (an adapter): one read instead of one per tensor.
-      const data = await readExactly(fh, dataStart, size - dataStart, path);
+      const data = await readExactly(fh, dataStart, dataBytes, path);
       for (const e of entries) tensors.set(e.name, fromBytes(e.dtype, e.shape, data.subarray(e.byteOffset - dataStart, e.byteOffset - dataStart + e.byteLength)));
     } else {
       for (const e of entries) tensors.set(e.name, fromBytes(e.dtype, e.shape, await readExactly(fh, e.byteOffset, e.byteLength, path)));
