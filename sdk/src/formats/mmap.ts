@@ -15,7 +15,8 @@ import { FormatError } from "../errors.js";
 import { packageRoot } from "../internal/package-root.js";
 
 interface NativeMmap {
-  mapRange(path: string, offset: number, length: number): ArrayBuffer;
+  /** `ranges` is flat: [offset0, length0, offset1, length1, ...]; one mapping (ArrayBuffer) per range. */
+  mapRanges(path: string, ranges: number[]): ArrayBuffer[];
   pageSize(): number;
 }
 
@@ -44,17 +45,27 @@ export function mmapAvailable(): boolean {
 }
 
 /**
- * Bytes [offset, offset + length) of `path`, mapped copy-on-write (writing to them never changes the file), or
- * undefined when mapping is not available. Each call is its own mapping, freed when the bytes are garbage-collected.
+ * The bytes of each [offset, length] range of `path`, mapped copy-on-write (writing to them never changes the
+ * file), or undefined when mapping is not available here. Each range is its own mapping, freed when its bytes
+ * are garbage-collected, so one tensor's buffer never keeps (or hands over) another's. One native call for all.
  */
-export function mapRange(path: string, offset: number, length: number): Uint8Array | undefined {
+export function mapRanges(path: string, ranges: ReadonlyArray<readonly [offset: number, length: number]>): Uint8Array[] | undefined {
   const m = load();
   if (m === null) return undefined;
-  let buf: ArrayBuffer;
+  let buffers: ArrayBuffer[];
   try {
-    buf = m.mapRange(path, offset, length);
+    buffers = m.mapRanges(path, ranges.flat());
   } catch (err) {
-    throw new FormatError(path, `cannot map bytes ${offset}..${offset + length}: ${(err as Error).message}`);
+    throw new FormatError(path, `cannot memory-map: ${(err as Error).message}`);
   }
-  return new Uint8Array(buf, length === 0 ? 0 : offset % m.pageSize(), length);
+  const page = m.pageSize();
+  return buffers.map((buf, i) => {
+    const [offset, length] = ranges[i]!;
+    return new Uint8Array(buf, length === 0 ? 0 : offset % page, length);
+  });
+}
+
+/** One range: see `mapRanges`. */
+export function mapRange(path: string, offset: number, length: number): Uint8Array | undefined {
+  return mapRanges(path, [[offset, length]])?.[0];
 }

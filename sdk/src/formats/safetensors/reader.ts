@@ -3,12 +3,13 @@
  * only when asked for, so listing a huge file or reading one tensor of it costs only that tensor's memory.
  * `readSafetensors` reads a whole file, memory-mapping big ones where the native helper is built.
  */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { FileMissingError, FormatError } from "../../errors.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { fromBytes } from "../../tensor/tensor-impl.js";
 import { readExactly } from "../atomic-file.js";
-import { mapRange } from "../mmap.js";
+import { mapRanges, mmapAvailable } from "../mmap.js";
 import { headerLength, parseHeader, type ParsedHeader, type SafetensorsEntry } from "./header.js";
 
 /** Named tensors that can be listed without reading their data. */
@@ -24,11 +25,15 @@ export async function openFileForReading(path: string): Promise<FileHandle> {
   try {
     return await open(path, "r");
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new FileMissingError(path);
-    if (code === "EISDIR") throw new FormatError(path, "is a folder, expected a file");
-    throw new FormatError(path, `cannot open: ${(err as Error).message}`);
+    throw openError(path, err);
   }
+}
+
+function openError(path: string, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return new FileMissingError(path);
+  if (code === "EISDIR") return new FormatError(path, "is a folder, expected a file");
+  return new FormatError(path, `cannot open: ${(err as Error).message}`);
 }
 
 /** Read and validate the length prefix and JSON header. */
@@ -106,18 +111,15 @@ export interface ReadSafetensorsOptions {
  * buffer (one read) and big ones as one buffer per tensor.
  */
 export async function readSafetensors(path: string, options: ReadSafetensorsOptions = {}): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
+  if (options.mmap !== false && mmapAvailable()) {
+    const mapped = readMapped(path, options.mmap === true);
+    if (mapped) return mapped;
+  }
   const fh = await openFileForReading(path);
   try {
     const { entries, metadata, dataStart, fileSize: size } = await readHeader(fh, path);
     const tensors = new Map<string, Tensor>();
     const dataBytes = size - dataStart;
-    if (options.mmap ?? dataBytes > MMAP_MIN_BYTES) {
-      const mapped = entries.map((e) => mapRange(path, e.byteOffset, e.byteLength));
-      if (mapped.every((m) => m !== undefined)) {
-        entries.forEach((e, i) => tensors.set(e.name, fromBytes(e.dtype, e.shape, mapped[i]!)));
-        return { tensors, metadata };
-      }
-    }
     if (dataBytes <= ONE_READ_BYTES) {
       // Many small tensors (an adapter): one read instead of one per tensor.
       const data = await readExactly(fh, dataStart, dataBytes, path);
@@ -129,4 +131,42 @@ export async function readSafetensors(path: string, options: ReadSafetensorsOpti
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * The mapped read: header read and validated with synchronous calls (a few microseconds, where each async fs
+ * call costs a thread-pool round trip), then one mapping per tensor. Undefined when the file is too small to be
+ * worth mapping and `force` is false.
+ */
+function readMapped(path: string, force: boolean): { tensors: Map<string, Tensor>; metadata: Record<string, string> } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (err) {
+    throw openError(path, err);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < 8) throw new FormatError(path, `not a safetensors file: ${size} bytes, shorter than the 8-byte header length`);
+    const n = headerLength(path, readExactlySync(fd, 0, 8, path), size);
+    const { entries, metadata, dataStart } = parseHeader(path, readExactlySync(fd, 8, n, path), size);
+    if (!force && size - dataStart <= MMAP_MIN_BYTES) return undefined;
+    const tensors = new Map<string, Tensor>();
+    const mapped = mapRanges(path, entries.map((e) => [e.byteOffset, e.byteLength] as const))!;
+    entries.forEach((e, i) => tensors.set(e.name, fromBytes(e.dtype, e.shape, mapped[i]!)));
+    return { tensors, metadata };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readExactlySync(fd: number, position: number, length: number, path: string): Uint8Array {
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const got = readSync(fd, out, done, length - done, position + done);
+    if (got === 0) throw new FormatError(path, `file ended at byte ${position + done}, expected ${length - done} more bytes`);
+    done += got;
+  }
+  return out;
 }
