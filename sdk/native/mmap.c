@@ -2,7 +2,8 @@
  * loraport's one native helper: map byte ranges of a file into memory as ArrayBuffers, the way Python's
  * safetensors.torch.load_file does, so that reading a big checkpoint costs page faults on use instead of a copy.
  *
- *   mapRanges(path: string, ranges: number[]): ArrayBuffer[]   ranges = [offset0, length0, offset1, length1, ...]
+ *   mapRanges(path: string, ranges: number[], countAsMemory = false): ArrayBuffer[]
+ *     ranges = [offset0, length0, offset1, length1, ...]; countAsMemory: see map_one
  *   pageSize(): number
  *
  * Each range is its own mapping, MAP_PRIVATE with PROT_READ|PROT_WRITE: writes copy the page (copy-on-write) and
@@ -33,13 +34,14 @@
 typedef struct {
   void* base;
   size_t length;
+  int64_t advance; /* external-memory count cancelled in map_one, given back in unmap */
 } Mapping;
 
 static void unmap(napi_env env, void* data, void* hint) {
   (void)data;
   Mapping* m = (Mapping*)hint;
   int64_t ignored;
-  napi_adjust_external_memory(env, (int64_t)m->length, &ignored);  // undo the advance made in map_one
+  napi_adjust_external_memory(env, m->advance, &ignored);  // undo the advance made in map_one
   munmap(m->base, m->length);
   free(m);
 }
@@ -59,7 +61,7 @@ static int get_u53(napi_env env, napi_value v, int64_t* out) {
 }
 
 /* Map [offset, offset + length) of fd (already checked against the file size) into *out. Returns 0 and throws on failure. */
-static int map_one(napi_env env, int fd, const char* path, int64_t offset, int64_t length, napi_value* out) {
+static int map_one(napi_env env, int fd, const char* path, int64_t offset, int64_t length, bool count_as_memory, napi_value* out) {
   if (length == 0) {
     void* data;
     return napi_create_arraybuffer(env, 0, &data, out) == napi_ok;
@@ -84,10 +86,13 @@ static int map_one(napi_env env, int fd, const char* path, int64_t offset, int64
   // buffers (measured: ~200 us per 16 MiB mapping, nearly all of it GC). A file mapping allocates nothing until
   // touched, and clean pages are page cache the kernel can drop, so cancel that count in advance (restored when
   // the mapping is freed). Pages a caller writes become private memory V8 does not see, as with any native memory.
+  // A file in /dev/shm is memory, not cache: there the count stays (count_as_memory) so that V8 collects it.
   int64_t ignored;
-  napi_adjust_external_memory(env, -(int64_t)span, &ignored);
+  int64_t advance = count_as_memory ? 0 : (int64_t)span;
+  m->advance = advance;
+  napi_adjust_external_memory(env, -advance, &ignored);
   if (napi_create_external_arraybuffer(env, base, span, unmap, m, out) != napi_ok) {
-    napi_adjust_external_memory(env, (int64_t)span, &ignored);
+    napi_adjust_external_memory(env, advance, &ignored);
     munmap(base, span);
     free(m);
     napi_throw_error(env, "E_MMAP", "this Node.js does not allow external ArrayBuffers");
@@ -97,16 +102,18 @@ static int map_one(napi_env env, int fd, const char* path, int64_t offset, int64
 }
 
 static napi_value map_ranges(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool count_as_memory = false;
+  if (argc == 3 && napi_get_value_bool(env, argv[2], &count_as_memory) != napi_ok) argc = 0;
   char path[MAX_PATH_BYTES];
   size_t plen = 0;
   uint32_t n = 0;
   bool is_array = false;
-  if (argc != 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen >= sizeof path - 1 ||
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen >= sizeof path - 1 ||
       napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[1], &n) != napi_ok || n % 2 != 0) {
-    napi_throw_type_error(env, "E_MMAP", "mapRanges(path: string (< 4 KiB), ranges: [offset, length, ...] integers >= 0)");
+    napi_throw_type_error(env, "E_MMAP", "mapRanges(path: string (< 4 KiB), ranges: [offset, length, ...] integers >= 0, countAsMemory?: boolean)");
     return NULL;
   }
   int64_t* r = (int64_t*)malloc((n ? n : 1) * sizeof *r);
@@ -147,7 +154,7 @@ static napi_value map_ranges(napi_env env, napi_callback_info info) {
   if (napi_create_array_with_length(env, n / 2, &list) != napi_ok) goto done;
   for (uint32_t i = 0; i < n; i += 2) {
     napi_value buf;
-    if (!map_one(env, fd, path, r[i], r[i + 1], &buf) || napi_set_element(env, list, i / 2, buf) != napi_ok) goto done;
+    if (!map_one(env, fd, path, r[i], r[i + 1], count_as_memory, &buf) || napi_set_element(env, list, i / 2, buf) != napi_ok) goto done;
   }
   result = list;
 done:

@@ -13,6 +13,7 @@ import logging
 import os
 import pkgutil
 import queue
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from . import protocol as P
 from .handles import HandleTable
 from .registry import OPS, OpContext
 from .schemas import Schemas
+from .shared_memory import open_frames, spill
 
 log = logging.getLogger("loraport_sidecar")
 
@@ -43,6 +45,10 @@ class ServerConfig:
     # Tensor bytes waiting for the compute thread above which the bulk socket is not read (backpressure: libzmq
     # then holds a few messages and the client's sends wait). The control socket is always read.
     max_queued_bytes: int = 2 << 30
+    # The session's private shared-memory folder (created by the TS side) and the tensor size from which replies
+    # go through it; None: frames only.
+    shm_dir: str | None = None
+    shm_threshold: int = 16 << 20
 
     @classmethod
     def from_json(cls, doc: dict) -> "ServerConfig":
@@ -51,7 +57,8 @@ class ServerConfig:
                    max_header_bytes=int(doc.get("maxHeaderBytes", 4 << 20)),
                    bulk_threshold=int(doc.get("bulkThreshold", 1 << 20)),
                    validate_results=bool(doc.get("validateResults", False)),
-                   max_queued_bytes=int(doc.get("maxQueuedBytes", 2 << 30)))
+                   max_queued_bytes=int(doc.get("maxQueuedBytes", 2 << 30)),
+                   shm_dir=doc.get("shmDir"), shm_threshold=int(doc.get("shmThreshold", 16 << 20)))
 
 
 class Server:
@@ -136,6 +143,7 @@ class Server:
             io_thread.join(timeout=2.0)
             if io_thread.is_alive():
                 self._remove_ipc_files()
+                self._remove_shm_dir()
                 return  # leave the sockets to the process exit rather than race the IO thread
         for s in self._sockets:
             try:
@@ -145,6 +153,11 @@ class Server:
         if self._auth is not None:
             self._auth.stop()
         self._remove_ipc_files()
+        self._remove_shm_dir()
+
+    def _remove_shm_dir(self) -> None:
+        if self.config.shm_dir:
+            shutil.rmtree(self.config.shm_dir, ignore_errors=True)  # the client's folder; its parent may be dead
 
     def _remove_ipc_files(self) -> None:
         for path in self._ipc_paths:
@@ -273,6 +286,7 @@ class Server:
         rid, method = header["id"], header["method"]
         if header["v"] != P.PROTOCOL_VERSION:
             raise P.ProtocolViolation(f"protocol version {header['v']} != {P.PROTOCOL_VERSION}", rid, method)
+        tensor_frames = open_frames(header["tensors"], tensor_frames, self.config.shm_dir, rid, method)
         P.check_frames(header, tensor_frames, self.config.max_message_bytes)
         pv = self.schemas.params.get(method)
         if pv is None:
@@ -341,6 +355,7 @@ class Server:
             tensors = [frame_to_tensor(d, f) for d, f in zip(req.descriptors, req.frames)]
             result, out = handler(ctx, req.params, tensors)
             descs, frames = pack_tensors(out)
+            frames = spill(descs, frames, self.config.shm_dir, self.config.shm_threshold)
             header = P.result_header(req.id, req.method, result, descs)
             if self.config.validate_results:
                 err = self.schemas.results[req.method].error(result)

@@ -33,6 +33,12 @@ export interface SidecarOptions {
   readonly maxQueuedBytes?: number;
   /** Messages with at least this many tensor bytes go over the bulk socket; default 1 MiB. */
   readonly bulkThreshold?: number;
+  /**
+   * Tensors of at least this many bytes travel, both ways, through a file in a private folder under /dev/shm
+   * instead of a ZeroMQ frame: one kernel copy in, none out (Linux, where the native mmap helper is built; frames
+   * elsewhere). Default 16 MiB; `Infinity` sends everything as frames.
+   */
+  readonly sharedMemoryThreshold?: number;
   /** Check every result against its schema in the sidecar (slower; for tests); default false. */
   readonly validateResults?: boolean;
   /** Receives the sidecar's stderr as it arrives (it is also kept as a tail for SidecarExitedError). */

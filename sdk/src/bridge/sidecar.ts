@@ -13,6 +13,7 @@ import { PROTOCOL_VERSION, encodeHeader, type TensorsIn } from "./internal/codec
 import { planEndpoints, type EndpointPlan } from "./internal/endpoint.js";
 import { SidecarProcess, defaultPython, resolveRoot, type ExitInfo } from "./internal/process.js";
 import { Rpc } from "./internal/rpc.js";
+import { DEFAULT_SHARED_MEMORY_THRESHOLD, createSharedMemory, type SharedMemory } from "./internal/shared-memory.js";
 import { Transport } from "./internal/transport.js";
 import { ModelHandle } from "./model-handle.js";
 import type { CallOptions, CallResult, SidecarCapabilities, SidecarOptions } from "./options.js";
@@ -24,7 +25,9 @@ interface Session {
   readonly proc: SidecarProcess;
   readonly transport: Transport;
   readonly rpc: Rpc;
+  /** Sockets and the shared-memory folder; `dispose` removes both folders. */
   readonly endpoints: EndpointPlan;
+  readonly sharedMemory: SharedMemory | undefined;
   readonly controlEndpoint: string;
   readonly generation: number;
   capabilities: SidecarCapabilities | undefined;
@@ -71,6 +74,11 @@ export class Sidecar implements AsyncDisposable {
   /** Private folder of the ipc sockets (removed on close). */
   get socketDir(): string | undefined {
     return this.session?.endpoints.dir;
+  }
+
+  /** Private folder in /dev/shm through which big tensors travel (removed on close); undefined when not in use. */
+  get sharedMemoryDir(): string | undefined {
+    return this.session?.sharedMemory?.dir;
   }
 
   /** Incremented each time a new sidecar process is started (restartOnExit). Model handles belong to one. */
@@ -126,13 +134,16 @@ export class Sidecar implements AsyncDisposable {
     const root = resolveRoot(this.opts.root);
     const python = this.opts.python ?? defaultPython(root);
     // libzmq has no ipc:// on Windows.
-    const endpoints = planEndpoints(this.opts.transport ?? (process.platform === "win32" ? "tcp" : "ipc"));
+    const plan = planEndpoints(this.opts.transport ?? (process.platform === "win32" ? "tcp" : "ipc"));
+    const shm = createSharedMemory(this.opts.sharedMemoryThreshold ?? DEFAULT_SHARED_MEMORY_THRESHOLD);
+    const endpoints: EndpointPlan = { ...plan, dispose: () => { plan.dispose(); shm?.dispose(); } };
     const maxMessageBytes = this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const bulkThreshold = this.opts.bulkThreshold ?? 2 ** 20;
     const config: Record<string, unknown> = {
       control: endpoints.control, bulk: endpoints.bulk, maxMessageBytes, bulkThreshold,
       validateResults: this.opts.validateResults ?? false,
       ...(this.opts.maxQueuedBytes !== undefined ? { maxQueuedBytes: this.opts.maxQueuedBytes } : {}),
+      ...(shm !== undefined ? { shmDir: shm.dir, shmThreshold: shm.threshold } : {}),
     };
     if (endpoints.curve) {
       config["curve"] = { serverSecret: endpoints.curve.serverSecret, serverPublic: endpoints.curve.serverPublic, clientPublic: endpoints.curve.clientPublic };
@@ -161,9 +172,10 @@ export class Sidecar implements AsyncDisposable {
       bulkThreshold,
       maxMessageBytes: () => Math.min(maxMessageBytes, session.capabilities?.limits.maxMessageBytes ?? maxMessageBytes),
       cancelGraceMs: this.opts.cancelGraceMs ?? 5000,
+      sharedMemory: shm,
     });
     const transport = new Transport(ready.endpoints, endpoints.curve, (frames) => rpc.onMessage(frames));
-    session = { proc, transport, rpc, endpoints, controlEndpoint: ready.endpoints.control, generation: ++this.generation, capabilities: undefined, exitError: undefined, killReason: undefined };
+    session = { proc, transport, rpc, endpoints, sharedMemory: shm, controlEndpoint: ready.endpoints.control, generation: ++this.generation, capabilities: undefined, exitError: undefined, killReason: undefined };
     this.session = session;
     void proc.exited.then((info) => this.onExit(session, info));
     // Tell the sidecar which bulk socket is ours (it replies with large tensors there).

@@ -16,7 +16,7 @@ import { packageRoot } from "../internal/package-root.js";
 
 interface NativeMmap {
   /** `ranges` is flat: [offset0, length0, offset1, length1, ...]; one mapping (ArrayBuffer) per range. */
-  mapRanges(path: string, ranges: number[]): ArrayBuffer[];
+  mapRanges(path: string, ranges: number[], countAsMemory?: boolean): ArrayBuffer[];
   pageSize(): number;
 }
 
@@ -49,12 +49,16 @@ export function mmapAvailable(): boolean {
  * file), or undefined when mapping is not available here. Each range is its own mapping, freed when its bytes
  * are garbage-collected, so one tensor's buffer never keeps (or hands over) another's. One native call for all.
  */
-export function mapRanges(path: string, ranges: ReadonlyArray<readonly [offset: number, length: number]>): Uint8Array[] | undefined {
+export function mapRanges(
+  path: string,
+  ranges: ReadonlyArray<readonly [offset: number, length: number]>,
+  options: { /** Tell V8 the mapping is memory (a /dev/shm file), so that it collects it; default false (file cache). */ countAsMemory?: boolean } = {},
+): Uint8Array[] | undefined {
   const m = load();
   if (m === null) return undefined;
   let buffers: ArrayBuffer[];
   try {
-    buffers = m.mapRanges(path, ranges.flat());
+    buffers = m.mapRanges(path, ranges.flat(), options.countAsMemory ?? false);
   } catch (err) {
     throw new FormatError(path, `cannot memory-map: ${(err as Error).message}`);
   }

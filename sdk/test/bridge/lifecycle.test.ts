@@ -47,6 +47,7 @@ describe("sidecar lifecycle", () => {
     const sc = await Sidecar.start();
     const pid = sc.pid!;
     const dir = sc.socketDir!;
+    const shm = sc.sharedMemoryDir;
     expect(existsSync(join(dir, "c"))).toBe(true);
     const calls = [sc.call("sleep", { ms: 30_000 }), sc.call("echo", {}, [tensor("F32", [2])]), sc.call("sleep", { ms: 10 })];
     await new Promise((r) => setTimeout(r, 100));
@@ -61,8 +62,9 @@ describe("sidecar lifecycle", () => {
       expect(e).toBeInstanceOf(SidecarExitedError);
       expect(e.signal).toBe("SIGKILL");
     }
-    expect(await waitGone(pid, 1000)).toBe(true);
+    expect(await waitGone(pid, 5000)).toBe(true);
     expect(existsSync(dir)).toBe(false);
+    if (shm !== undefined) expect(existsSync(shm)).toBe(false);
     await expect(sc.call("ping", {})).rejects.toBeInstanceOf(SidecarExitedError); // no restart unless asked
     await sc.close();
   });
@@ -110,7 +112,7 @@ describe("sidecar lifecycle", () => {
       });
       child.once("exit", (code) => reject(new Error(`parent fixture exited early (${code})`)));
     });
-    const { pid, dir } = JSON.parse(line) as { pid: number; dir: string };
+    const { pid, dir, shm } = JSON.parse(line) as { pid: number; dir: string; shm: string | null };
     expect(alive(pid)).toBe(true);
     const t0 = performance.now();
     child.kill("SIGKILL");
@@ -122,6 +124,7 @@ describe("sidecar lifecycle", () => {
     console.log(`parent killed: the sidecar was gone ${ms} ms later (/proc is ${ns})`);
     expect(gone, `sidecar ${pid} still running ${ms} ms after its parent was killed: ${describeProcess(pid)}`).toBe(true);
     expect(existsSync(dir)).toBe(false);
+    if (shm !== null) expect(existsSync(shm), "the shared-memory folder is removed by the orphaned sidecar").toBe(false);
   });
 
   it("an interpreter that cannot start the sidecar fails start() with a SidecarExitedError carrying its exit code and stderr", async () => {

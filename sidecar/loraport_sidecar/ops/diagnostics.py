@@ -32,6 +32,10 @@ def fail(ctx, params, tensors):
 
 @op("echo")
 def echo(ctx, params, tensors):
+    if params.get("touch"):
+        for t in tensors:
+            if t.numel():
+                t.reshape(-1).view(torch.uint8)[::4096].sum()
     result = {"nbytes": sum(t.numel() * t.element_size() for t in tensors), "count": len(tensors)}
     if "value" in params:
         result["value"] = params["value"]

@@ -100,6 +100,10 @@ export interface ConformanceCaseResult {
  */
 export interface EchoParams {
   echo?: boolean;
+  /**
+   * Read one byte of every 4 KiB page of each input first, so that a memory-mapped input is actually read (the benchmark).
+   */
+  touch?: boolean;
   value?: unknown;
 }
 

@@ -51,7 +51,7 @@ export interface RequestMessage {
   deadline?: number | null;
 }
 /**
- * One raw tensor frame that follows the header: C-contiguous, little-endian, nbytes = prod(shape) * itemsize(dtype).
+ * One tensor of a message. Its frame follows the header: the raw bytes (C-contiguous, little-endian, nbytes = prod(shape) * itemsize(dtype)), or, with shm, the name of a file in the session's shared-memory folder that holds those bytes.
  */
 export interface TensorDescriptor {
   name?: string;
@@ -61,6 +61,10 @@ export interface TensorDescriptor {
    */
   shape: number[];
   nbytes: number;
+  /**
+   * The frame is the name (t-<24 hex digits>) of a file in the session's private shared-memory folder holding the nbytes; the receiver maps the file and unlinks it.
+   */
+  shm?: boolean;
 }
 /**
  * Node → Python: cooperative cancellation of request `id`.

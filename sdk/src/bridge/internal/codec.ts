@@ -9,6 +9,7 @@ import { isDType, itemsize } from "../../tensor/dtype.js";
 import { bytesOf, fromBytes, numel } from "../../tensor/tensor-impl.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import type { TensorDescriptor, WireMessage } from "../generated/protocol.js";
+import { readSharedTensor, writeSharedTensor, type SharedMemory } from "./shared-memory.js";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -24,7 +25,8 @@ export interface EncodedTensors {
   readonly nbytes: number;
 }
 
-export function encodeTensors(tensors: TensorsIn | undefined): EncodedTensors {
+/** Descriptors and frames; with `shm`, tensors of at least `shm.threshold` bytes go through shared memory. */
+export function encodeTensors(tensors: TensorsIn | undefined, shm?: SharedMemory): EncodedTensors {
   const descriptors: TensorDescriptor[] = [];
   const frames: Uint8Array[] = [];
   let nbytes = 0;
@@ -40,7 +42,12 @@ export function encodeTensors(tensors: TensorsIn | undefined): EncodedTensors {
     const d: TensorDescriptor = { dtype: t.dtype, shape: [...t.shape], nbytes: want };
     if (name !== undefined) d.name = name;
     descriptors.push(d);
-    frames.push(bytes);
+    if (shm !== undefined && want >= shm.threshold) {
+      frames.push(writeSharedTensor(shm, bytes));
+      d.shm = true;
+    } else {
+      frames.push(bytes);
+    }
     nbytes += want;
   }
   return { descriptors, frames, nbytes };
@@ -56,8 +63,11 @@ export interface DecodedMessage {
   readonly names: Array<string | undefined>;
 }
 
-/** Header + tensors from received frames. Anything malformed is a ProtocolError naming what was wrong. */
-export function decodeMessage(frames: readonly Buffer[]): DecodedMessage {
+/**
+ * Header + tensors from received frames (and shared-memory files, which are unlinked once mapped). Anything
+ * malformed is a ProtocolError naming what was wrong.
+ */
+export function decodeMessage(frames: readonly Buffer[], shm?: SharedMemory): DecodedMessage {
   const [head, ...raw] = frames;
   if (head === undefined) throw new ProtocolError("message with no frames");
   let header: unknown;
@@ -77,7 +87,7 @@ export function decodeMessage(frames: readonly Buffer[]): DecodedMessage {
   const names: Array<string | undefined> = [];
   for (const [i, d] of descs.entries()) {
     if (!isDType(d.dtype) || !Array.isArray(d.shape)) throw new ProtocolError(`tensor ${i}: bad descriptor ${JSON.stringify(d)}`);
-    const frame = raw[i]!;
+    const frame = d.shm === true ? readSharedTensor(shm, raw[i]!, d.nbytes, d.name ?? String(i)) : raw[i]!;
     try {
       tensors.push(fromBytes(d.dtype, d.shape, frame));
     } catch (e) {

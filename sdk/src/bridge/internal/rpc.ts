@@ -9,6 +9,7 @@ import type { Tensor } from "../../tensor/tensor.js";
 import type { ErrorMessage, ProgressMessage, RequestMessage } from "../generated/protocol.js";
 import type { CallOptions, CallResult } from "../options.js";
 import { PROTOCOL_VERSION, decodeMessage, encodeHeader, encodeTensors, type TensorsIn } from "./codec.js";
+import type { SharedMemory } from "./shared-memory.js";
 import type { Frames } from "./transport.js";
 
 interface Pending {
@@ -27,6 +28,8 @@ export interface RpcHooks {
   readonly bulkThreshold: number;
   readonly maxMessageBytes: () => number;
   readonly cancelGraceMs: number;
+  /** The session's shared-memory folder for big tensors, both ways; undefined: frames only. */
+  readonly sharedMemory: SharedMemory | undefined;
 }
 
 export class Rpc {
@@ -46,10 +49,18 @@ export class Rpc {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (opts.signal?.aborted) return Promise.reject(new CancelledError(`${method} cancelled before it was sent`));
     const id = this.nextId++;
-    const enc = encodeTensors(tensors);
-    const max = this.hooks.maxMessageBytes();
-    if (enc.nbytes > max) {
-      return Promise.reject(new ProtocolError(`${method}: ${enc.nbytes} tensor bytes exceed the ${max}-byte message limit`));
+    let enc;
+    try {
+      enc = encodeTensors(tensors);
+      const max = this.hooks.maxMessageBytes();
+      if (enc.nbytes > max) {
+        return Promise.reject(new ProtocolError(`${method}: ${enc.nbytes} tensor bytes exceed the ${max}-byte message limit`));
+      }
+      // Only now, with the message known to be acceptable, are big tensors written to shared memory.
+      const shm = this.hooks.sharedMemory;
+      if (shm !== undefined && enc.descriptors.some((d) => d.nbytes >= shm.threshold)) enc = encodeTensors(tensors, shm);
+    } catch (e) {
+      return Promise.reject(e);
     }
     const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
     const header: RequestMessage = {
@@ -104,7 +115,7 @@ export class Rpc {
   onMessage(frames: Buffer[]): void {
     let msg;
     try {
-      msg = decodeMessage(frames);
+      msg = decodeMessage(frames, this.hooks.sharedMemory);
     } catch (e) {
       // Without a readable header there is no call to blame; a readable id with bad tensors fails that call.
       const id = peekId(frames);

@@ -1,0 +1,120 @@
+/**
+ * Big tensors through the session's private /dev/shm folder, with a real sidecar: both directions, every file
+ * unlinked once read, bad file names and sizes refused by the sidecar, and frames when it is turned off.
+ */
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Dealer } from "zeromq";
+import { decode, encode } from "@msgpack/msgpack";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Sidecar } from "../../src/bridge/index.js";
+import { mmapAvailable } from "../../src/formats/mmap.js";
+import { tensor } from "../../src/tensor/index.js";
+import { bytesOf } from "../../src/tensor/tensor-impl.js";
+
+const usable = process.platform === "linux" && existsSync("/dev/shm") && mmapAvailable();
+const MiB = 2 ** 20;
+let sc: Sidecar;
+
+beforeAll(async () => {
+  sc = await Sidecar.start({ validateResults: true, sharedMemoryThreshold: MiB });
+});
+afterAll(async () => {
+  await sc?.close();
+});
+
+function sameBytes(a: Parameters<typeof bytesOf>[0], b: Parameters<typeof bytesOf>[0]): boolean {
+  return Buffer.from(bytesOf(a)).equals(Buffer.from(bytesOf(b)));
+}
+
+/** Send each message from a raw client; the reply headers, and the reply frames in `frames`. */
+async function raw(messages: Uint8Array[][], frames: Buffer[][] = []): Promise<Array<Record<string, unknown>>> {
+  const sock = new Dealer({ linger: 0, receiveTimeout: 10_000 });
+  sock.connect(sc.endpoint!);
+  const out: Array<Record<string, unknown>> = [];
+  try {
+    for (const m of messages) {
+      await sock.send(m);
+      const [head, ...rest] = await sock.receive();
+      out.push(decode(head!) as Record<string, unknown>);
+      frames.push(rest);
+    }
+  } finally {
+    sock.close();
+  }
+  return out;
+}
+
+describe.runIf(usable)("tensors through shared memory", () => {
+  it("big tensors go both ways through the private folder and come back unchanged; no file is left", async () => {
+    const dir = sc.sharedMemoryDir!;
+    expect(dir).toMatch(/^\/dev\/shm\/loraport-/);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const inputs = {
+      f32: tensor("F32", [1024, 1024], Float32Array.from({ length: 1024 * 1024 }, (_, i) => i * 0.5 - 7)),
+      bf16: tensor("BF16", [3], new Uint16Array([0x3f80, 0xc000, 0x7fc0])), // small: a frame
+      i64: tensor("I64", [200_000], BigInt64Array.from({ length: 200_000 }, (_, i) => BigInt(i) * 3n - 5n)),
+    };
+    const { result, named } = await sc.call("echo", {}, inputs);
+    expect(result.count).toBe(3);
+    for (const [k, t] of Object.entries(inputs)) {
+      expect(named[k]!.shape, k).toEqual(t.shape);
+      expect(sameBytes(named[k]!, t), k).toBe(true);
+    }
+    // The 4 MiB reply is a mapping of a file the sidecar wrote and we unlinked (Python → Node through shm).
+    const maps = readFileSync("/proc/self/maps", "utf8");
+    expect(maps).toMatch(new RegExp(`${dir}/t-[0-9a-f]{24} \\(deleted\\)`));
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("the sidecar reads a file named in a descriptor (Node → Python through shm) and unlinks it", async () => {
+    const dir = sc.sharedMemoryDir!;
+    const name = "t-0123456789abcdef01234567";
+    const values = Float32Array.from({ length: 300_000 }, (_, i) => Math.sin(i));
+    writeFileSync(join(dir, name), Buffer.from(values.buffer), { mode: 0o600 });
+    const frames: Buffer[][] = [];
+    const [reply] = await raw([[encode({ v: 1, id: 1, kind: "request", method: "echo", params: {}, tensors: [{ dtype: "F32", shape: [300_000], nbytes: 1_200_000, shm: true }] }), Buffer.from(name)]], frames);
+    expect(reply).toMatchObject({ id: 1, kind: "result", result: { nbytes: 1_200_000, count: 1 }, tensors: [{ shm: true }] });
+    expect(existsSync(join(dir, name))).toBe(false);
+    // The echo came back through a new file: a raw client reads and unlinks it itself.
+    const back = join(dir, frames[0]![0]!.toString());
+    expect(readFileSync(back).equals(Buffer.from(values.buffer))).toBe(true);
+    rmSync(back);
+  });
+
+  it("bad shared-memory frames are ProtocolErrors naming the problem; the sidecar stays up and no file is left", async () => {
+    const dir = sc.sharedMemoryDir!;
+    writeFileSync(join(dir, "t-aaaaaaaaaaaaaaaaaaaaaaaa"), Buffer.alloc(10));
+    const desc = (nbytes: number) => ({ v: 1, id: 2, kind: "request", method: "echo", params: {}, tensors: [{ dtype: "U8", shape: [nbytes], nbytes, shm: true }] });
+    const replies = await raw([
+      [encode(desc(8)), Buffer.from("../../../etc/passwd")],
+      [encode(desc(8)), Buffer.from("t-ffffffffffffffffffffffff")],
+      [encode(desc(8)), Buffer.from("t-aaaaaaaaaaaaaaaaaaaaaaaa")],
+    ]);
+    const errors = replies.map((r) => r["error"] as { type: string; message: string });
+    expect(errors.every((e) => e.type === "Protocol")).toBe(true);
+    expect(errors[0]!.message).toContain("not a file name of the form t-<24 hex digits>");
+    expect(errors[1]!.message).toMatch(/cannot open shared-memory file t-f{24}/);
+    expect(errors[2]!.message).toContain("has 10 bytes, descriptor says 8");
+    expect(readdirSync(dir)).toEqual([]);
+    expect(await sc.ping()).toBeLessThan(1000);
+  });
+
+  it("close() removes the folder; with the threshold at Infinity everything travels as frames", async () => {
+    const other = await Sidecar.start({ sharedMemoryThreshold: Infinity });
+    const own = await Sidecar.start({ sharedMemoryThreshold: MiB });
+    try {
+      expect(other.sharedMemoryDir).toBeUndefined();
+      const big = tensor("F32", [600_000], Float32Array.from({ length: 600_000 }, (_, i) => i));
+      const { tensors } = await other.call("echo", {}, [big]);
+      expect(sameBytes(tensors[0]!, big)).toBe(true);
+      const dir = own.sharedMemoryDir!;
+      expect(existsSync(dir)).toBe(true);
+      await own.close();
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      await other.close();
+      await own.close();
+    }
+  });
+});
