@@ -82,19 +82,29 @@ def spill(descs: list[dict], frames: list, shm_dir: str | None, threshold: int) 
     for i, d in enumerate(descs):
         if d["nbytes"] < threshold:
             continue
-        name = "t-" + secrets.token_hex(12)
-        path = os.path.join(shm_dir, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(frames[i]).cast("B")
-            done = 0
-            while done < len(view):
-                done += os.write(fd, view[done:done + _WRITE_CHUNK])
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        os.close(fd)
-        d["shm"] = True
-        out[i] = name.encode("ascii")
+        name = _write(shm_dir, frames[i])
+        if name is not None:
+            d["shm"] = True
+            out[i] = name.encode("ascii")
     return out
+
+
+def _write(shm_dir: str, frame) -> str | None:
+    """A new file holding ``frame``'s bytes, or None when it cannot be written (/dev/shm full): then a frame."""
+    name = "t-" + secrets.token_hex(12)
+    path = os.path.join(shm_dir, name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        view = memoryview(frame).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:done + _WRITE_CHUNK])
+    except OSError:
+        os.close(fd)
+        os.unlink(path)
+        return None
+    os.close(fd)
+    return name

@@ -42,15 +42,21 @@ export function encodeTensors(tensors: TensorsIn | undefined, shm?: SharedMemory
     const d: TensorDescriptor = { dtype: t.dtype, shape: [...t.shape], nbytes: want };
     if (name !== undefined) d.name = name;
     descriptors.push(d);
-    if (shm !== undefined && want >= shm.threshold) {
-      frames.push(writeSharedTensor(shm, bytes));
-      d.shm = true;
-    } else {
-      frames.push(bytes);
-    }
+    const viaShm = shm !== undefined && want >= shm.threshold ? tryWriteShared(shm, bytes) : undefined;
+    if (viaShm !== undefined) d.shm = true;
+    frames.push(viaShm ?? bytes);
     nbytes += want;
   }
   return { descriptors, frames, nbytes };
+}
+
+/** The shared-memory frame, or undefined when the file cannot be written (/dev/shm full): then a plain frame. */
+function tryWriteShared(shm: SharedMemory, bytes: Uint8Array): Uint8Array | undefined {
+  try {
+    return writeSharedTensor(shm, bytes);
+  } catch {
+    return undefined;
+  }
 }
 
 export function encodeHeader(header: WireMessage): Uint8Array {
