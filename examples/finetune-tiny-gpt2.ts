@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Sidecar, Trainer, exportTrainStep, type TrainExample } from "../sdk/src/index.js";
+import { Sidecar, Trainer, type TrainExample } from "../sdk/src/index.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -48,7 +48,7 @@ if (!existsSync(join(artifact, "loraport-train.json"))) {
   mkdirSync(cache, { recursive: true });
   const sc = await Sidecar.start();
   try {
-    const res = await exportTrainStep(sc, { builtin: "gpt2" }, artifact, { targetModules: ["c_attn", "c_fc"], r: 8, alpha: 16 });
+    const res = await sc.exportTrainStep({ builtin: "gpt2" }, artifact, { targetModules: ["c_attn", "c_fc"], r: 8, alpha: 16 });
     console.log(`  done in ${res.seconds.toFixed(0)} s; step-1 gradients vs PyTorch: max rel ${res.gradMaxRelErr.toExponential(1)}`);
   } finally {
     await sc.close();

@@ -19,7 +19,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
-  LoraModel, LoraportError, Sidecar, exportOnnx, lastLogits, loraConfig, readAdapterFromPath, tensor, writePeftAdapter,
+  LoraModel, LoraportError, Sidecar, lastLogits, loraConfig, readAdapterFromPath, tensor, writePeftAdapter,
   type LoraAdapter, type LoraModule,
 } from "../sdk/src/index.js";
 
@@ -55,7 +55,7 @@ async function prepareDefaults(cache: string): Promise<{ model: string; adapters
     const sc = await Sidecar.start();
     try {
       const base = await sc.loadModel({ source: { kind: "builtin", family: "gpt2" } });
-      await exportOnnx(sc, base, model, { mode: "adapter-inputs", targets: ["c_attn"] });
+      await sc.exportOnnx(base, model, { mode: "adapter-inputs", targets: ["c_attn"] });
     } finally {
       await sc.close();
     }

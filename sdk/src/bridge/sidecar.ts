@@ -15,6 +15,10 @@ import { SidecarProcess, defaultPython, resolveRoot, type ExitInfo } from "./int
 import { Rpc } from "./internal/rpc.js";
 import { DEFAULT_SHARED_MEMORY_THRESHOLD, createSharedMemory, type SharedMemory } from "./internal/shared-memory.js";
 import { Transport } from "./internal/transport.js";
+import {
+  exportOnnxCall, exportTrainStepCall, type ExportOnnxOptions, type ExportOnnxResult, type ExportTrainStepOptions,
+  type ExportTrainStepResult, type TrainStepModel,
+} from "./export-calls.js";
 import { ModelHandle } from "./model-handle.js";
 import type { CallOptions, CallResult, SidecarCapabilities, SidecarOptions } from "./options.js";
 
@@ -114,6 +118,24 @@ export class Sidecar implements AsyncDisposable {
   async loadModel(params: LoadModelParams, opts?: CallOptions): Promise<ModelHandle> {
     const { result } = await this.call("loadModel", params, undefined, opts);
     return new ModelHandle(this, result, this.sessionGeneration);
+  }
+
+  /**
+   * Export a base model to ONNX for `LoraModel.load` (written atomically to `out`, with its manifest). `model`: a
+   * Hugging Face model folder, or a handle loaded in this sidecar.
+   */
+  async exportOnnx(model: string | ModelHandle, out: string, options: ExportOnnxOptions = {}): Promise<ExportOnnxResult> {
+    const { params, call } = exportOnnxCall(model, out, options);
+    return (await this.call("exportOnnx", params, undefined, call)).result;
+  }
+
+  /**
+   * Export a train-step artifact (graphs, initial adapter, manifest) for `Trainer.load`. The export refuses to
+   * finish unless its gates pass against PyTorch (see the method's schema).
+   */
+  async exportTrainStep(model: TrainStepModel, out: string, options: ExportTrainStepOptions = {}): Promise<ExportTrainStepResult> {
+    const { params, call } = exportTrainStepCall(model, out, options);
+    return (await this.call("exportTrainStep", params, undefined, call)).result;
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------------

@@ -2,5 +2,4 @@ export { LoraModel, lastLogits, type LoraModelOptions, type ModelInputs, type Ru
 export { readManifest, MANIFEST_NAME, type OnnxManifest, type LoraInputEntry, type ExportMode, type ValueInfo } from "./manifest.js";
 export { chooseProviders, cudaUnavailableReason, type ExecutionProvider, type ProviderRequest, type ProviderChoice } from "./providers.js";
 export { adapterFeeds, baseFeeds, type AdapterSource } from "./adapter-feeds.js";
-export { exportOnnx, type ExportOnnxOptions, type ExportOnnxResult } from "./export-onnx.js";
 export { readAdapterFromPath, type ReadAdapterNotes } from "./read-adapter.js";

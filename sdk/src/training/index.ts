@@ -1,6 +1,5 @@
 /** Training LoRA adapters from TypeScript with standard-op train-step graphs (artifact from the sidecar's exporter). */
 export { Trainer, type TrainerOptions, type FitOptions, type FitResult, type TrainProgress } from "./trainer.js";
-export { exportTrainStep, type ExportTrainStepOptions, type ExportTrainStepResult } from "./export-train-step.js";
 export { learningRate, type LrSchedule, type ScheduleKind } from "./schedule.js";
 export { readTrainManifest, TRAIN_MANIFEST_NAME, type TrainManifest, type TrainParamInfo, type TrainTask } from "./manifest.js";
 export { parseJsonl, type TrainExample } from "./data.js";

@@ -4,7 +4,6 @@ import { dirname, join, resolve } from "node:path";
 import { writePeftAdapter } from "../../adapter/peft-io.js";
 import { Sidecar } from "../../bridge/sidecar.js";
 import { FileMissingError, LoraportError } from "../../errors.js";
-import { exportOnnx } from "../../runtime/export-onnx.js";
 import { readAdapterFromPath } from "../../runtime/read-adapter.js";
 import { progressBar } from "../progress-bar.js";
 import type { ExportCliOptions } from "./export.js";
@@ -35,7 +34,7 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
   const bar = progressBar();
   const sc = await Sidecar.start();
   try {
-    const res = await exportOnnx(sc, opts.base, opts.out, {
+    const res = await sc.exportOnnx(opts.base, opts.out, {
       mode,
       ...(opts.targets ? { targets: opts.targets.split(",").map((s) => s.trim()).filter(Boolean) } : {}),
       ...(adapterDir ? { adapter: adapterDir } : {}),

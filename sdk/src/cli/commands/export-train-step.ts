@@ -4,7 +4,6 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { Sidecar } from "../../bridge/sidecar.js";
 import { FileMissingError, LoraportError } from "../../errors.js";
-import { exportTrainStep } from "../../training/export-train-step.js";
 import { progressBar } from "../progress-bar.js";
 import type { ExportCliOptions } from "./export.js";
 
@@ -38,7 +37,7 @@ export async function exportTrainStepCli(opts: ExportCliOptions): Promise<void> 
   const bar = progressBar();
   const sc = await Sidecar.start();
   try {
-    const res = await exportTrainStep(sc, opts.base, opts.out, {
+    const res = await sc.exportTrainStep(opts.base, opts.out, {
       ...(task ? { task: task as "causal-lm" | "seq-cls" } : {}),
       ...(r !== undefined ? { r } : {}),
       ...(alpha !== undefined ? { alpha } : {}),

@@ -11,7 +11,6 @@ import { readPeftAdapter, writePeftAdapter } from "../../adapter/peft-io.js";
 import { Sidecar } from "../../bridge/sidecar.js";
 import { ShapeMismatchError } from "../../errors.js";
 import { tensor, type Tensor } from "../../tensor/index.js";
-import { exportOnnx } from "../../runtime/export-onnx.js";
 import { LoraModel } from "../../runtime/lora-model.js";
 import type { DemoContext, DemoStep } from "./step.js";
 
@@ -40,7 +39,7 @@ export const ortStep: DemoStep = {
     try {
       const base = await sc.loadModel({ source: { kind: "builtin", family: "gpt2" } });
       const out = join(ctx.workDir, "ort-gpt2");
-      const ex = await exportOnnx(sc, base, out, { mode: "adapter-inputs", targets: ["c_attn"] });
+      const ex = await sc.exportOnnx(base, out, { mode: "adapter-inputs", targets: ["c_attn"] });
       ctx.log(`exported the tiny GPT-2 with LoRA inputs on ${ex.loraModules} modules (${ex.seconds.toFixed(1)} s) → ${out}`);
 
       await using model = await LoraModel.load(out);

@@ -6,7 +6,6 @@
 import { join } from "node:path";
 import { Sidecar } from "../../bridge/sidecar.js";
 import type { TrainExample } from "../../training/data.js";
-import { exportTrainStep } from "../../training/export-train-step.js";
 import { Trainer } from "../../training/trainer.js";
 import type { DemoContext, DemoStep } from "./step.js";
 
@@ -23,7 +22,7 @@ export const trainStep: DemoStep = {
     const dir = join(ctx.workDir, "train-artifact");
     try {
       ctx.log("exporting train_step.onnx and friends for the tiny GPT-2 (LoRA r 4 on c_attn; about a minute) …");
-      const res = await exportTrainStep(sc, { builtin: "gpt2" }, dir, { targetModules: ["c_attn"], r: 4, alpha: 8 });
+      const res = await sc.exportTrainStep({ builtin: "gpt2" }, dir, { targetModules: ["c_attn"], r: 4, alpha: 8 });
       ctx.log(`export checks passed: step-1 gradients vs PyTorch max rel ${res.gradMaxRelErr.toExponential(1)}, first AdamW update max abs ${res.updateMaxAbsErr.toExponential(1)}`);
     } finally {
       if (!shared) await sc.close();
