@@ -1,5 +1,6 @@
 """Fixtures for the runtime tests, built in one Python process: tiny bases, their ONNX exports, PEFT adapters of
-different ranks, and the PyTorch + PEFT reference logits for fixed ids (produced here, in the same test run).
+different ranks, and the PyTorch + PEFT reference logits for fixed ids, with an all-ones attention mask and with a
+padded one (produced here, in the same test run).
 
 argv: <out root> <json spec>. Prints one JSON document: paths and reference logits.
 """
@@ -17,11 +18,12 @@ root = Path(sys.argv[1])
 spec = json.loads(sys.argv[2])
 ids = torch.tensor(spec["ids"])
 mask = torch.ones_like(ids)
+padded_mask = torch.tensor(spec["paddedMask"])
 
 
-def logits(model):
+def logits(model, attention_mask=mask):
     with torch.no_grad():
-        return model(input_ids=ids, attention_mask=mask).logits.reshape(-1).tolist()
+        return model(input_ids=ids, attention_mask=attention_mask).logits.reshape(-1).tolist()
 
 
 out = {}
@@ -33,7 +35,7 @@ for name, s in spec["models"].items():
     base_dir = root / f"{name}-base"
     tiny_models.save(base, str(base_dir))
     ref_base = tiny_models.build(fam).to(torch.float16).to(torch.float32).eval() if s.get("f16") else tiny_models.build(fam).eval()
-    entry = {"base": str(base_dir), "baseLogits": logits(ref_base), "adapters": {}}
+    entry = {"base": str(base_dir), "baseLogits": logits(ref_base), "paddedBaseLogits": logits(ref_base, padded_mask), "adapters": {}}
     for i, (r, alpha, rslora, *task) in enumerate(s["adapters"]):
         torch.manual_seed(100 + i)
         m = tiny_models.build(fam)
@@ -49,7 +51,7 @@ for name, s in spec["models"].items():
                     p.add_(0.05 * torch.randn(p.shape))
         adir = root / f"{name}-adapter{i}"
         pm.save_pretrained(str(adir))
-        entry["adapters"][f"a{i}"] = {"dir": str(adir), "r": r, "logits": logits(pm)}
+        entry["adapters"][f"a{i}"] = {"dir": str(adir), "r": r, "logits": logits(pm), "paddedLogits": logits(pm, padded_mask)}
     export_onnx(base_dir, root / f"{name}-ai", mode="adapter-inputs", targets=s["targets"])
     entry["adapterInputs"] = str(root / f"{name}-ai")
     if s.get("merged"):

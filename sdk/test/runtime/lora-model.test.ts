@@ -20,17 +20,24 @@ const IDS = [
   [1, 5, 9, 17, 33, 2, 64, 100, 7, 3],
   [12, 0, 99, 45, 8, 76, 31, 22, 5, 118],
 ];
+/** A batch padded on the right (row 0) and on the left (row 1), as a server batching requests of mixed lengths. */
+const PADDED_MASK = [
+  [1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+  [0, 0, 0, 0, 1, 1, 1, 1, 1, 1],
+];
 
 interface Fixture {
   base: string;
   baseLogits: number[];
   adapterInputs: string;
   merged?: string;
-  adapters: Record<string, { dir: string; r: number; logits: number[] }>;
+  paddedBaseLogits: number[];
+  adapters: Record<string, { dir: string; r: number; logits: number[]; paddedLogits: number[] }>;
 }
 
 const SPEC = {
   ids: IDS,
+  paddedMask: PADDED_MASK,
   models: {
     gpt2: { family: "gpt2", targets: ["c_attn", "c_proj"], adapters: [[4, 8, false], [8, 16, true], [2, 4, false]], merged: true },
     llama: { family: "llama", targets: ["q_proj", "v_proj", "gate_proj"], adapters: [[4, 8, false], [6, 12, false]] },
@@ -64,7 +71,7 @@ afterAll(() => tmp?.cleanup());
 
 // (An F16 checkpoint's export is checked in sidecar/tests/test_onnx_export.py; fixtures.py still supports "f16": true.)
 describe.each(["gpt2", "llama", "roberta"])("adapter-inputs parity: %s", (name) => {
-  it("matches PyTorch + PEFT for several adapters in one session, and rank 0 for the base", async () => {
+  it("matches PyTorch + PEFT for several adapters in one session, rank 0 for the base, and padded batches", async () => {
     const f = fx[name]!;
     const model = await LoraModel.load(f.adapterInputs, { executionProviders: [EP] });
     try {
@@ -78,6 +85,25 @@ describe.each(["gpt2", "llama", "roberta"])("adapter-inputs parity: %s", (name) 
         console.log(`${name} ${key === null ? "base (rank 0)" : `${key} r=${f.adapters[key]!.r}`}: max abs ${e.abs.toExponential(2)} rel ${e.rel.toExponential(2)} (at ${e.at})`);
         expect(e.abs).toBeLessThanOrEqual(TOL);
         expect(res.provider).toBe(EP);
+      }
+      // Padded batches: equal at every unpadded position (a padded position's logits are undefined: they differ
+      // between PyTorch's attention kernels and ORT's, and no caller reads them). Sequence classification has one
+      // row of logits per sequence, all of which count.
+      for (const key of [null, ...Object.keys(f.adapters)]) {
+        const res = await model.run({ inputIds: IDS, attentionMask: PADDED_MASK }, { adapter: key });
+        const got = res.logits.data as Float32Array;
+        const want = key === null ? f.paddedBaseLogits : f.adapters[key]!.paddedLogits;
+        const perToken = res.logits.shape.length === 3;
+        const width = perToken ? res.logits.shape[2]! : got.length;
+        const keep = (i: number) => !perToken || PADDED_MASK.flat()[Math.floor(i / width)] === 1;
+        const idx = [...got.keys()].filter(keep);
+        const e = maxErr(Float32Array.from(idx, (i) => got[i]!), idx.map((i) => want[i]!));
+        console.log(`${name} padded ${key ?? "base"}: max abs ${e.abs.toExponential(2)} rel ${e.rel.toExponential(2)} over ${idx.length} logits`);
+        expect(e.abs).toBeLessThanOrEqual(TOL);
+        // The mask changes the reference by more than the tolerance (left padding changes what row 1 attends to),
+        // so a graph that ignored it would fail the check above.
+        const unpadded = key === null ? f.baseLogits : f.adapters[key]!.logits;
+        expect(maxErr(Float32Array.from(idx, (i) => want[i]!), idx.map((i) => unpadded[i]!)).abs).toBeGreaterThan(TOL);
       }
       // The adapter really changes the output (far beyond the tolerance), so the check above can fail.
       const first = Object.values(f.adapters)[0]!;
