@@ -3,7 +3,8 @@
  * - `ts.merge`: loraport's TS merge of the case's adapter into the base weights (per adapted module);
  * - `ts.loralib-merge`: loraport's loralib math on the loralib checkpoint itself (no conversion);
  * - `ts.convert`: loraport's loralib → PEFT converter, whose output PEFT then merges (`peft.merge[ts-converted]`);
- * - `ort.adapter-inputs` / `ort.merged`: the exported model in ONNX Runtime (outputs per input batch).
+ * - `ort.adapter-inputs` / `ort.merged`: the exported model in ONNX Runtime (outputs per input batch);
+ * - `ts.train`: loraport's Trainer on the case's train-step artifact (per-step losses, trained adapter).
  * A backend that refuses a feature (UnsupportedFeatureError) makes its pairs "not run" with the reason.
  */
 import { spawn } from "node:child_process";
@@ -14,6 +15,7 @@ import type { Tensor } from "../tensor/tensor.js";
 import { fromFloat32, tensor, toFloat32 } from "../tensor/tensor-impl.js";
 import { convertLoralibToPeft, loralibConvDelta, mergedLinearDelta, mergeWeight, readLoralibCheckpoint, readPeftAdapter, resolveModule, writePeftAdapter } from "../adapter/index.js";
 import { LoraModel } from "../runtime/index.js";
+import { Trainer } from "../training/index.js";
 import type { CaseFile } from "./case.js";
 import { pythonPath, type ReferenceManifest } from "./reference-side.js";
 
@@ -157,4 +159,42 @@ export function keepMasked(logits: Tensor, mask: Float32Array): Tensor {
   const out = new Float32Array(kept.length * v);
   kept.forEach((p, j) => out.set(x.subarray(p * v, (p + 1) * v), j * v));
   return tensor("F32", [kept.length, v], out);
+}
+
+/** Per-step losses (as one output, `loss per step`) and the adapter's factors by `<module>.lora_A|B`. */
+export interface TrainOutputs {
+  readonly losses: Tensor;
+  readonly adapter: Map<string, Tensor>;
+}
+
+/** `ts.train`: the case's steps with loraport's Trainer (ONNX Runtime, worker thread), constant lr, no shuffling. */
+export async function tsTrain(ctx: BackendContext): Promise<TrainOutputs | { notRun: string }> {
+  const t = ctx.manifest.train;
+  if (!t) return { notRun: "not applicable: the case has no training section" };
+  const trainer = await Trainer.load(t.artifact);
+  try {
+    const res = await trainer.fit(t.examples, { maxSteps: t.steps, batchSize: t.batch_size, lr: t.lr, lrSchedule: { kind: "constant" }, shuffle: false });
+    const dir = join(ctx.workDir, "ts_trained");
+    await trainer.saveAdapter(dir);
+    return { losses: tensor("F32", [res.history.length], Float32Array.from(res.history, (h) => h.loss)), adapter: await adapterFactors(dir) };
+  } finally {
+    await trainer.close();
+  }
+}
+
+/** `peft.train`: what the reference side's PEFT + torch.optim.AdamW run left (losses in the reference file). */
+export async function peftTrain(ctx: BackendContext): Promise<TrainOutputs | { notRun: string }> {
+  const t = ctx.manifest.train;
+  if (!t || !ctx.reference.entry("train/peft.train/losses")) return { notRun: "not produced: the reference side ran no training for this case" };
+  return { losses: await ctx.reference.read("train/peft.train/losses"), adapter: await adapterFactors(t.reference_adapter) };
+}
+
+async function adapterFactors(dir: string): Promise<Map<string, Tensor>> {
+  const { adapter } = await readPeftAdapter(dir);
+  const out = new Map<string, Tensor>();
+  for (const [name, m] of adapter.modules) {
+    out.set(`${name}.lora_A`, m.A);
+    out.set(`${name}.lora_B`, m.B);
+  }
+  return out;
 }

@@ -7,6 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import { LoraportError } from "../errors.js";
 import { repoRoot } from "./paths.js";
 import { defaultPython } from "../bridge/internal/process.js";
+import type { TrainExample } from "../training/data.js";
 
 /** What the reference side wrote for one case (see sidecar/loraport_sidecar/conformance/run_case.py). */
 export interface ReferenceManifest {
@@ -24,6 +25,15 @@ export interface ReferenceManifest {
   readonly onnx?: Readonly<Record<string, string>>;
   readonly onnx_errors?: Readonly<Record<string, string>>;
   readonly lora?: { readonly r: number; readonly lora_alpha: number; readonly targets: readonly string[]; readonly enable_lora?: readonly boolean[] | null; readonly fan_in_fan_out?: boolean };
+  /** Training cases: the train-step artifact, the adapter PEFT + torch AdamW trained, and the steps both run. */
+  readonly train?: {
+    readonly artifact: string;
+    readonly reference_adapter: string;
+    readonly steps: number;
+    readonly lr: number;
+    readonly batch_size: number;
+    readonly examples: readonly TrainExample[];
+  };
 }
 
 export interface ReferenceJob {

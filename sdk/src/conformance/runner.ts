@@ -10,7 +10,7 @@ import { openSafetensors } from "../formats/safetensors/index.js";
 import type { ProgressCallback } from "../progress.js";
 import { referenceFile } from "../reference.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { ortForward, tsConvert, tsLoralibMerge, tsMerge, type BackendContext, type BackendOutput } from "./backends.js";
+import { ortForward, peftTrain, tsConvert, tsLoralibMerge, tsMerge, tsTrain, type BackendContext, type BackendOutput, type TrainOutputs } from "./backends.js";
 import { readCaseFolder, type BackendPair, type CaseFile } from "./case.js";
 import { compareTensors } from "./compare.js";
 import { conformanceReferenceDir, repoRoot } from "./paths.js";
@@ -171,9 +171,20 @@ export async function compareCase(c: CaseFile, outcome: JobOutcome, out: string,
   try {
     const ctx: BackendContext = { caseFile: c, manifest: m, reference, workDir: out };
     const cache = new Map<string, Promise<BackendOutput>>();
+    // A training run gives both kinds (losses as outputs, trained factors as weights): run it once per case.
+    const training = new Map<string, Promise<TrainOutputs | { notRun: string }>>();
+    const train = (name: string) => {
+      if (!training.has(name)) training.set(name, name === "ts.train" ? tsTrain(ctx) : peftTrain(ctx));
+      return training.get(name)!;
+    };
     const side = (name: string, kind: BackendPair["kind"]): Promise<BackendOutput> => {
       const key = `${kind}:${name}`;
-      if (!cache.has(key)) cache.set(key, produce(ctx, name, kind, convertNotRun).catch((err: unknown) => sideError(err)));
+      if (!cache.has(key)) {
+        const made = name === "ts.train" || name === "peft.train"
+          ? train(name).then((r): BackendOutput => ("notRun" in r ? r : { tensors: kind === "weights" ? r.adapter : new Map([["loss per step", r.losses]]) }))
+          : produce(ctx, name, kind, convertNotRun);
+        cache.set(key, made.catch((err: unknown) => sideError(err)));
+      }
       return cache.get(key)!;
     };
     const results: PairResult[] = [];

@@ -4,7 +4,8 @@ usage: torch_reference.py SPEC.json  → prints one JSON line.
 SPEC: {builtin, builtin_config, adapter (initial PEFT folder), task, micro_batches: [[example…]…], accumulation,
        lr, schedule: {kind, warmup}, betas, eps, weight_decay, trained_adapter (optional: a PEFT folder written
        by loraport), logits_batch (optional)}
-Batches are padded here independently of the TypeScript code: right padding, id 0, mask 0, label -100.
+Batches are padded independently of the TypeScript code (loraport_sidecar.reference.train_batches): right padding,
+id 0, mask 0, label -100.
 """
 
 import json
@@ -15,24 +16,7 @@ from peft import PeftModel
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from loraport_sidecar.reference import tiny_models
-
-
-def pad(examples, task):
-    t = max(len(e["input_ids"]) for e in examples)
-    ids = torch.zeros(len(examples), t, dtype=torch.long)
-    mask = torch.zeros(len(examples), t, dtype=torch.long)
-    labels = torch.full((len(examples), t), -100, dtype=torch.long) if task == "causal-lm" else torch.zeros(len(examples), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        m = torch.tensor(e.get("attention_mask", [1] * n))
-        mask[i, :n] = m
-        if task == "causal-lm":
-            lab = torch.tensor(e["labels"]) if "labels" in e else torch.where(m == 1, ids[i, :n], torch.tensor(-100))
-            labels[i, :n] = lab
-        else:
-            labels[i] = e["labels"]
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+from loraport_sidecar.reference.train_batches import pad_examples as pad
 
 
 def base_model(spec):

@@ -282,6 +282,45 @@ def _peft_generated(case, out, sink, manifest, base_dir) -> None:
     manifest["adapters"]["peft"] = adapter_dir
     del pm
     _peft_reference(base, adapter_dir, case, out, sink, manifest, base_dir)
+    if case.get("train") is not None:
+        _train_reference(case, out, sink, manifest)
+
+
+def _train_reference(case, out, sink, manifest) -> None:
+    """Training cases: loraport's train-step artifact for the case's base and adapter (exported here; the export's
+    own gates must pass), and the same steps with PEFT + torch.optim.AdamW — the per-step losses and the trained
+    adapter, written by PEFT, for loraport's `ts.train` to be compared with."""
+    from loraport_sidecar.export.train_graph import AdamWSettings
+    from loraport_sidecar.export.train_step import default_task, export_train_step
+    from loraport_sidecar.reference.train_batches import pad_examples
+
+    t = case["train"]
+    base_dir, adapter_dir = manifest["base_model_dir"], manifest["adapters"]["peft"]
+    artifact = os.path.join(out, "train_artifact")
+    export_train_step(artifact, base=base_dir, adapter=adapter_dir, log=lambda _msg: None)
+    base = load_hf_folder(base_dir)
+    base.set_attn_implementation("eager")  # as the exporter traces it
+    task = default_task(base)
+    model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=True).eval()  # eval: no dropout, as the graphs
+    params = [p for p in model.parameters() if p.requires_grad]
+    adamw = AdamWSettings()
+    opt = torch.optim.AdamW(params, lr=t["lr"], betas=(adamw.beta1, adamw.beta2), eps=adamw.eps, weight_decay=adamw.weight_decay)
+    examples, bs = t["examples"], int(t["batch_size"])
+    losses = []
+    for step in range(int(t["steps"])):
+        batch = pad_examples(examples[step * bs:(step + 1) * bs], task)
+        opt.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    sink.put("train/peft.train/losses", torch.tensor(losses, dtype=torch.float32))
+    trained = os.path.join(out, "adapter_trained")
+    model.save_pretrained(trained)
+    manifest["train"] = {"artifact": artifact, "reference_adapter": trained, "steps": int(t["steps"]), "lr": t["lr"],
+                         "batch_size": bs, "examples": examples, "task": task}
+    manifest["notes"].append(f"training: {len(losses)} AdamW steps (lr {t['lr']}, batch {bs}, {task}); loraport's "
+                             "train-step graphs in ONNX Runtime vs PEFT + torch.optim.AdamW; losses compared as outputs")
 
 
 def _put_peft_merge(base, adapter_dir, sink, manifest) -> PeftModel:
