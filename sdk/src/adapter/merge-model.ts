@@ -8,7 +8,7 @@ import { existsSync, statSync } from "node:fs";
 import { copyFile, mkdir, open, readdir, rename, rm, rmdir, writeFile, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { AdapterError, FormatError, ShapeMismatchError } from "../errors.js";
+import { AdapterError, FormatError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { IO_CHUNK } from "../formats/atomic-file.js";
 import { openSafetensorsModel, type ModelSource } from "../formats/safetensors/index.js";
 import type { ProgressCallback } from "../progress.js";
@@ -23,6 +23,12 @@ export interface MergeModelOptions {
   readonly dtype?: "F32" | "F16" | "BF16";
   /** Refuse non-finite merged values (`NonFiniteError` naming the module). */
   readonly safe?: boolean;
+  /**
+   * Subtract the adapter from weights it was merged into (W = W' − ΔW), as PEFT's `unmerge_adapter`. Refused for
+   * DoRA modules (the norm PEFT caches at merge time is not in the weights) and for `modules_to_save` copies (the
+   * base's own copy is gone from merged weights).
+   */
+  readonly unmerge?: boolean;
   readonly onProgress?: ProgressCallback;
 }
 
@@ -124,6 +130,14 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
   const handles = new FileHandles();
   try {
     const plan = planMerge(src, adapter);
+    if (options.unmerge && plan.replace.size) {
+      throw new UnsupportedFeatureError("modules_to_save", `unmerge: ${[...plan.replace.keys()].join(", ")} ${plan.replace.size === 1 ? "is a copy" : "are copies"} saved whole by the adapter; merged weights no longer hold the base's own, so they cannot be unmerged`);
+    }
+    const dora = [...adapter.modules].filter(([, m]) => m.magnitude !== undefined).map(([n]) => n);
+    if (options.unmerge && dora.length) {
+      throw new UnsupportedFeatureError("use_dora", `unmerge: ${dora[0]}${dora.length > 1 ? ` and ${dora.length - 1} more modules` : ""} use DoRA, whose unmerge needs the weight norm PEFT caches at merge time (not in the merged weights)`);
+    }
+    const sign = options.unmerge ? { unmerge: true } : {};
     const outDtype = (d: DType): DType => (options.dtype && isFloat(d) ? options.dtype : d);
     const total = src.names.length;
     let done = 0;
@@ -165,10 +179,10 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       const b = plan.biasOf.get(name);
       const rep = plan.replace.get(name);
       if (w) {
-        t = mergeWeight(base, w.m, w.scaling, { module: w.module, dtype, output, ...(options.safe ? { safe: true } : {}) });
+        t = mergeWeight(base, w.m, w.scaling, { module: w.module, dtype, output, ...sign, ...(options.safe ? { safe: true } : {}) });
         merged.push({ module: w.module, tensor: name, kind: w.m.kind, r: w.r, scaling: w.scaling, dora: w.m.magnitude !== undefined });
       } else if (b) {
-        t = mergeBias(base, b.m.bBias!, b.scaling, { module: b.module, dtype, ...(options.safe ? { safe: true } : {}) });
+        t = mergeBias(base, b.m.bBias!, b.scaling, { module: b.module, dtype, ...sign, ...(options.safe ? { safe: true } : {}) });
       } else if (rep) {
         t = castTo(rep, dtype);
       } else {

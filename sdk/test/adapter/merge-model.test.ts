@@ -164,6 +164,52 @@ describe("merge into a sharded base", () => {
     }
   });
 
+  it("CLI: loraport merge --unmerge takes the adapter back out (W' − ΔW = W), base and input untouched; refusals name the reason", async () => {
+    const { adapter } = await readPeftAdapter(join(tmp.dir, "adapter"));
+    const plain = join(tmp.dir, "adapter-no-head");
+    await writePeftAdapter(plain, { ...adapter, extraTensors: new Map() }); // modules_to_save cannot be unmerged
+    const merged = join(tmp.dir, "to-unmerge");
+    await mergeModel(base, (await readPeftAdapter(plain)).adapter, merged);
+    const mergedHash = hashFolder(merged);
+    const program = new Command("loraport").exitOverride();
+    registerMerge(program);
+    const out = join(tmp.dir, "unmerged");
+    const logs: string[] = [];
+    const orig = console.log;
+    console.log = (s: string) => logs.push(s);
+    try {
+      await program.parseAsync(["merge", "--unmerge", "--base", merged, "--adapter", plain, "--out", out], { from: "user" });
+    } finally {
+      console.log = orig;
+    }
+    expect(logs.join("\n")).toMatch(/unmerged 10 modules from 21 tensors/);
+    expect(hashFolder(merged)).toBe(mergedHash);
+    const a = await openSafetensorsModel(out);
+    const b = await openSafetensorsModel(base);
+    const m = await openSafetensorsModel(merged);
+    try {
+      let worst = 0;
+      let moved = 0;
+      for (const n of b.names) {
+        const x = toFloat32(await a.read(n));
+        const y = toFloat32(await b.read(n));
+        const z = toFloat32(await m.read(n));
+        for (let i = 0; i < x.length; i++) {
+          worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+          moved = Math.max(moved, Math.abs(z[i]! - y[i]!));
+        }
+      }
+      console.log(`merge then unmerge vs the base: max abs ${worst.toExponential(2)} (the merge moved weights by up to ${moved.toExponential(2)})`);
+      expect(worst).toBeLessThanOrEqual(1e-6);
+      expect(moved).toBeGreaterThan(1e-3);
+    } finally {
+      await Promise.all([a.close(), b.close(), m.close()]);
+    }
+    const withHead = await mergeModel(merged, adapter, join(tmp.dir, "nope"), { unmerge: true }).catch((e: unknown) => e);
+    expect((withHead as Error).message).toMatch(/unmerge: lm_head\.weight is a copy saved whole by the adapter/);
+    expect(readdirSync(tmp.dir)).not.toContain("nope");
+  });
+
   it("a single-file base gives a single file; the adapter written by loraport merges the same", async () => {
     const { adapter } = await readPeftAdapter(join(tmp.dir, "adapter"));
     await writePeftAdapter(join(tmp.dir, "adapter2"), adapter);

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { registerCombine } from "./combine.js";
 import { registerConvert } from "./convert.js";
 import { registerConformance } from "./conformance.js";
 import { registerDemo } from "./demo.js";
@@ -10,4 +11,4 @@ import { registerInspect } from "./inspect.js";
 import { registerVerify } from "./verify.js";
 
 /** Every CLI command registers itself here, one file per command. */
-export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerInspect, registerConvert, registerMerge, registerExport, registerRun, registerTrain, registerConformance, registerVerify];
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerInspect, registerConvert, registerMerge, registerCombine, registerExport, registerRun, registerTrain, registerConformance, registerVerify];

@@ -6,17 +6,21 @@ import { progressBar } from "../progress-bar.js";
 
 const DTYPES = { f32: "F32", f16: "F16", bf16: "BF16" } as const;
 
-/** `loraport merge`: a PEFT adapter merged into base safetensors weights, written with the base's names and sharding. */
+/**
+ * `loraport merge`: a PEFT adapter merged into base safetensors weights (or, with --unmerge, subtracted from
+ * merged ones), written with the base's names and sharding.
+ */
 export function registerMerge(program: Command): void {
   program
     .command("merge")
-    .description("merge a PEFT LoRA adapter into a base model's safetensors weights (file, folder or sharded folder)")
+    .description("merge a PEFT LoRA adapter into a base model's safetensors weights (file, folder or sharded folder), or unmerge it")
     .requiredOption("--base <path>", "base model: a .safetensors file, a folder, or a *.safetensors.index.json")
     .requiredOption("--adapter <dir>", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors/.bin)")
     .requiredOption("--out <path>", "output file (single-file base) or folder (sharded base)")
     .option("--dtype <dtype>", "output dtype of float tensors: f32, f16 or bf16 (default: as the base)")
     .option("--safe", "refuse non-finite merged values")
-    .action(async (opts: { base: string; adapter: string; out: string; dtype?: string; safe?: boolean }) => {
+    .option("--unmerge", "subtract the adapter instead: --base holds weights it was merged into (W = W' − ΔW)")
+    .action(async (opts: { base: string; adapter: string; out: string; dtype?: string; safe?: boolean; unmerge?: boolean }) => {
       let dtype: (typeof DTYPES)[keyof typeof DTYPES] | undefined;
       if (opts.dtype !== undefined) {
         dtype = DTYPES[opts.dtype.toLowerCase() as keyof typeof DTYPES];
@@ -27,11 +31,13 @@ export function registerMerge(program: Command): void {
       const bar = progressBar();
       const t0 = performance.now();
       try {
-        const report = await mergeModel(opts.base, adapter, opts.out, { ...(dtype ? { dtype } : {}), ...(opts.safe ? { safe: true } : {}), onProgress: bar.onProgress });
+        const report = await mergeModel(opts.base, adapter, opts.out, {
+          ...(dtype ? { dtype } : {}), ...(opts.safe ? { safe: true } : {}), ...(opts.unmerge ? { unmerge: true } : {}), onProgress: bar.onProgress,
+        });
         bar.stop();
         const secs = (performance.now() - t0) / 1000;
         const shards = report.files.filter((f) => f.endsWith(".safetensors")).length;
-        console.log(`merged ${report.merged.length} modules into ${report.tensors} tensors in ${secs.toFixed(2)} s → ${shards > 1 ? `${opts.out} (${shards} shards + index)` : report.files[0]}`);
+        console.log(`${opts.unmerge ? "unmerged" : "merged"} ${report.merged.length} modules ${opts.unmerge ? "from" : "into"} ${report.tensors} tensors in ${secs.toFixed(2)} s → ${shards > 1 ? `${opts.out} (${shards} shards + index)` : report.files[0]}`);
         if (report.replaced.length) console.log(`replaced by the adapter's saved copies: ${report.replaced.join(", ")}`);
         if (report.unused.length) console.log(`adapter tensors with no base counterpart (not applied): ${report.unused.join(", ")}`);
       } finally {
