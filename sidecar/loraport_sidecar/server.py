@@ -25,7 +25,7 @@ from . import protocol as P
 from .handles import HandleTable
 from .registry import OPS, OpContext
 from .schemas import Schemas
-from .shared_memory import open_frames, spill
+from .shared_memory import discard_files, open_frames, spill
 
 log = logging.getLogger("loraport_sidecar")
 
@@ -274,6 +274,8 @@ class Server:
             self._request(ident, header, frames[2:])
         except P.ProtocolViolation as e:
             rid = e.request_id if e.request_id is not None else (header.get("id") if isinstance(header, dict) else None)
+            if isinstance(header, dict):
+                discard_files(header.get("tensors"), frames[2:], self.config.shm_dir)  # refused before they were read
             self._reply_error(ident, e, rid, e.method)
 
     def _cancel(self, rid: int) -> None:

@@ -56,6 +56,19 @@ def open_frames(descs: list, frames: list, shm_dir: str | None, rid, method) -> 
                         pass
 
 
+def discard_files(descs, frames: list, shm_dir: str | None) -> None:
+    """Unlink the shared-memory files a refused message named (valid names only), so that none is left behind."""
+    if shm_dir is None or not isinstance(descs, list):
+        return
+    for d, f in zip(descs, frames):
+        name = _name_of(f) if isinstance(d, dict) and d.get("shm") else ""
+        if name:
+            try:
+                os.unlink(os.path.join(shm_dir, name))
+            except FileNotFoundError:
+                pass
+
+
 def _map(path: str, nbytes: int, label: str, rid, method) -> memoryview:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

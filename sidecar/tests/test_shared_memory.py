@@ -68,3 +68,18 @@ def test_a_session_without_shared_memory_refuses_shm_descriptors():
         assert h["kind"] == "error" and "did not set up" in h["error"]["message"]
     finally:
         sc.close()
+
+
+def test_a_message_refused_before_its_tensors_are_read_leaves_no_file(shm_sidecar):
+    sc, folder = shm_sidecar
+    name = "t-" + "de" * 12
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(b"\0" * 8)
+    # A header the request schema refuses (an unknown key): refused before the tensors are even looked at.
+    import msgpack
+    header = msgpack.packb({"v": 1, "id": 77, "kind": "request", "method": "echo", "params": {}, "bogus": 1,
+                            "tensors": [{"dtype": "U8", "shape": [8], "nbytes": 8, "shm": True}], "deadline": None})
+    sc.send("echo", raw_header=header, tensors=[(None, name.encode())])
+    h, _ = sc.final(77)
+    assert h["kind"] == "error" and h["error"]["type"] == "Protocol", h
+    assert not os.path.exists(os.path.join(folder, name))
