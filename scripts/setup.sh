@@ -46,7 +46,9 @@ if [[ ! -f $native || sdk/native/mmap.c -nt $native ]] && [[ $(uname -s) != MING
   if command -v "$cc" >/dev/null 2>&1; then
     say "building the native mmap helper"
     mkdir -p build/native
-    if "$cc" -O2 -std=c11 -Wall -shared -fPIC -I node_modules/node-api-headers/include sdk/native/mmap.c -o "$native.tmp"; then
+    # Node-API symbols resolve against the running node at load time (macOS must be told so explicitly).
+    link=(); [[ $(uname -s) == Darwin ]] && link=(-undefined dynamic_lookup)
+    if "$cc" -O2 -std=c11 -Wall -shared -fPIC ${link[@]+"${link[@]}"} -I node_modules/node-api-headers/include sdk/native/mmap.c -o "$native.tmp"; then
       mv "$native.tmp" "$native"
     else
       rm -f "$native.tmp"
