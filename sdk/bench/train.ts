@@ -52,7 +52,8 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   const log = (s: string): void => void (opts.verbose && process.stderr.write(`  train: ${s}\n`));
   const threads = Math.min(cpus().length, 4);
   const steps = opts.quick ? 5 : 12;
-  const warmup = 2;
+  // Both sides warm up alike; ORT's arena and thread pool take 3–4 steps to settle (first steps 1.5× slower here).
+  const warmup = 4;
   const rows: BenchRow[] = [];
   const ratios: BenchRatio[] = [];
   const sizes: string[] = [];
