@@ -11,7 +11,7 @@ import pytest
 
 from sidecar_client import SidecarProcess
 
-pytestmark = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+pytestmark = pytest.mark.skipif(not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)), reason="no writable /dev/shm")
 
 
 @pytest.fixture()

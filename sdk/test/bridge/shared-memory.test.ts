@@ -2,7 +2,7 @@
  * Big tensors through the session's private /dev/shm folder, with a real sidecar: both directions, every file
  * unlinked once read, bad file names and sizes refused by the sidecar, and frames when it is turned off.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Dealer } from "zeromq";
 import { decode, encode } from "@msgpack/msgpack";
@@ -12,7 +12,15 @@ import { mmapAvailable } from "../../src/formats/mmap.js";
 import { tensor } from "../../src/tensor/index.js";
 import { bytesOf } from "../../src/tensor/tensor-impl.js";
 
-const usable = process.platform === "linux" && existsSync("/dev/shm") && mmapAvailable();
+/** Shared memory is used where /dev/shm takes a folder and the native helper is built (else frames, tested elsewhere). */
+const usable = process.platform === "linux" && mmapAvailable() && (() => {
+  try {
+    rmSync(mkdtempSync("/dev/shm/loraport-probe-"), { recursive: true });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 const MiB = 2 ** 20;
 let sc: Sidecar;
 
