@@ -214,8 +214,7 @@ export function addLowRankWasm(Wm: Float32Array, rows: number, cols: number, Lm:
   if (need > MAX_BYTES) return false;
   const kn = getKernel();
   if (!kn) return false;
-  const have = kn.mem.buffer.byteLength;
-  if (have < need) kn.mem.grow(Math.ceil((need - have) / 65536));
+  ensureMemory(kn, need);
   const f = new Float32Array(kn.mem.buffer);
   const wOff = 0;
   const lOff = rows * cols;
@@ -258,8 +257,7 @@ export function mergeLowRankWasm(
   if (need > MAX_BYTES) return null;
   const kn = getKernel();
   if (!kn) return null;
-  const have = kn.mem.buffer.byteLength;
-  if (have < need) kn.mem.grow(Math.ceil((need - have) / 65536));
+  ensureMemory(kn, need);
   const buf = kn.mem.buffer;
   const W = new Float32Array(buf, 0, n);
   const scratch = new Uint16Array(buf, sByte, n);
@@ -299,34 +297,36 @@ function copyInto<T extends Float32Array | Uint16Array>(dst: T, src: T): T {
 
 const SUPPORTED: ReadonlySet<DType> = new Set(["F32", "BF16", "F16"]);
 
+/** Grow the kernel's memory (64 KiB pages) to hold at least `bytes`. */
+function ensureMemory(kn: Kernel, bytes: number): void {
+  const have = kn.mem.buffer.byteLength;
+  if (have < bytes) kn.mem.grow(Math.ceil((bytes - have) / 65536));
+}
+
+/**
+ * One SIMD conversion of `src` (source elements of `srcSize` bytes) into a fresh array of `Out` elements: the
+ * kernel handles whole groups of 8, `tail` the rest.
+ */
+function convertWithKernel<In extends Float32Array | Uint16Array, Out extends Float32Array | Uint16Array>(
+  kn: Kernel, src: In, run: ConvFn, Out: { new (buf: ArrayBuffer, off: number, len: number): Out; BYTES_PER_ELEMENT: number },
+  tail: (src: In, dst: Out) => void,
+): Out {
+  const n = src.length - (src.length % 8);
+  const dOff = Math.ceil(src.byteLength / 16) * 16;
+  ensureMemory(kn, dOff + Out.BYTES_PER_ELEMENT * src.length);
+  new Uint8Array(kn.mem.buffer, 0, src.byteLength).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+  run(0, dOff, n);
+  const out = new Out(kn.mem.buffer, dOff, src.length).slice() as Out;
+  if (n < src.length) tail(src.subarray(n) as In, out.subarray(n) as Out);
+  return out;
+}
+
 /** Test hook: the SIMD BF16 conversions on their own (null without the kernel). */
 export function simdBf16(): { toF32(src: Uint16Array): Float32Array; fromF32(src: Float32Array): Uint16Array } | null {
   const kn = getKernel();
   if (!kn) return null;
-  const grow = (bytes: number) => {
-    const have = kn.mem.buffer.byteLength;
-    if (have < bytes) kn.mem.grow(Math.ceil((bytes - have) / 65536));
-  };
   return {
-    toF32(src) {
-      const n = src.length - (src.length % 8);
-      const dOff = Math.ceil((2 * src.length) / 16) * 16;
-      grow(dOff + 4 * src.length);
-      new Uint16Array(kn.mem.buffer, 0, src.length).set(src);
-      kn.b2f(0, dOff, n);
-      const out = new Float32Array(kn.mem.buffer, dOff, src.length).slice();
-      if (n < src.length) bf16ToF32(src.subarray(n), out.subarray(n));
-      return out;
-    },
-    fromF32(src) {
-      const n = src.length - (src.length % 8);
-      const dOff = Math.ceil((4 * src.length) / 16) * 16;
-      grow(dOff + 2 * src.length);
-      new Float32Array(kn.mem.buffer, 0, src.length).set(src);
-      kn.f2b(0, dOff, n);
-      const out = new Uint16Array(kn.mem.buffer, dOff, src.length).slice();
-      if (n < src.length) f32ToBF16(src.subarray(n), out.subarray(n));
-      return out;
-    },
+    toF32: (src) => convertWithKernel(kn, src, kn.b2f, Float32Array, bf16ToF32),
+    fromF32: (src) => convertWithKernel(kn, src, kn.f2b, Uint16Array, f32ToBF16),
   };
 }
