@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { convertLoralibToPeft } from "../../src/adapter/convert.js";
 import { readLoralibCheckpoint } from "../../src/adapter/loralib.js";
 import { writePeftAdapter } from "../../src/adapter/peft-io.js";
+import { runCli } from "../helpers/cli.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/loralib_small.py"), "utf8");
@@ -34,25 +35,11 @@ describe("loralib MergedLinear + Embedding → PEFT", () => {
   }, 120_000);
 
   it("CLI: loraport convert --to peft with flags, then inspect describes the adapter", async () => {
-    const { Command } = await import("commander");
     const { registerConvert } = await import("../../src/cli/commands/convert.js");
     const { registerInspect } = await import("../../src/cli/commands/inspect.js");
-    const program = new Command("loraport").exitOverride();
-    registerConvert(program);
-    registerInspect(program);
-    const out: string[] = [];
-    const log = console.log;
-    const write = process.stdout.write.bind(process.stdout);
-    console.log = (s: string) => out.push(s);
-    process.stdout.write = ((s: string) => (out.push(s), true)) as typeof process.stdout.write;
-    try {
-      await program.parseAsync(["convert", join(tmp.dir, "loralib.pt"), "--to", "peft", "--out", join(tmp.dir, "cli"), "--r", "2", "--alpha", "4", "--enable-lora", "q,v", "--fan-in-fan-out"], { from: "user" });
-      await program.parseAsync(["inspect", join(tmp.dir, "cli")], { from: "user" });
-    } finally {
-      console.log = log;
-      process.stdout.write = write;
-    }
-    const text = out.join("\n");
+    const text = await runCli([registerConvert, registerInspect],
+      ["convert", join(tmp.dir, "loralib.pt"), "--to", "peft", "--out", join(tmp.dir, "cli"), "--r", "2", "--alpha", "4", "--enable-lora", "q,v", "--fan-in-fan-out"],
+      ["inspect", join(tmp.dir, "cli")]);
     expect(text).toContain("PEFT: r=4, lora_alpha=8 (scaling 2)");
     expect(text).toMatch(/transformer\.wte\s+embedding\s+2\s+4\s+2/);
     expect(text).toMatch(/transformer\.h\.0\.attn\.c_attn\s+conv1d\s+4\s+8\s+2/);

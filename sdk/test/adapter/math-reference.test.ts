@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoraModule } from "../../src/adapter/adapter.js";
 import { catAdapters } from "../../src/adapter/combine.js";
 import { registerCombine } from "../../src/cli/commands/combine.js";
-import { Command } from "commander";
+import { runCli } from "../helpers/cli.js";
 import { resolveModule } from "../../src/adapter/config.js";
 import { deltaWeight, loralibConvDelta, mergedLinearDelta, mergeWeight } from "../../src/adapter/math.js";
 import { readPeftAdapter } from "../../src/adapter/peft-io.js";
@@ -102,18 +102,9 @@ describe("layer math vs loralib and PEFT", () => {
   });
 
   it("CLI: loraport combine writes the same adapter, which merges to PEFT's cat; bad weights are one-line errors", async () => {
-    const program = new Command("loraport").exitOverride();
-    registerCombine(program);
     const out = join(tmp.dir, "cat-cli");
-    const logs: string[] = [];
-    const orig = console.log;
-    console.log = (s: string) => logs.push(s);
-    try {
-      await program.parseAsync(["combine", join(tmp.dir, "cat", "first"), join(tmp.dir, "cat", "second"), "--weights", "1,0.5", "--out", out], { from: "user" });
-    } finally {
-      console.log = orig;
-    }
-    expect(logs.join("\n")).toMatch(/combined 2 adapters \(weights 1, 0\.5\) into \d+ modules of rank 6/);
+    const logs = await runCli([registerCombine], ["combine", join(tmp.dir, "cat", "first"), join(tmp.dir, "cat", "second"), "--weights", "1,0.5", "--out", out]);
+    expect(logs).toMatch(/combined 2 adapters \(weights 1, 0\.5\) into \d+ modules of rank 6/);
     const got = (await readPeftAdapter(out)).adapter;
     const base = (await readSafetensors(join(tmp.dir, "cat_base.safetensors"))).tensors;
     const merged = (await readSafetensors(join(tmp.dir, "cat_merged.safetensors"))).tensors;
@@ -123,9 +114,7 @@ describe("layer math vs loralib and PEFT", () => {
       worst = Math.max(worst, maxAbs(toFloat32(mergeWeight(base.get(`${name}.weight`)!, got.modules.get(name)!, s)), toFloat32(merged.get(`${name}.weight`)!)));
     }
     expect(worst).toBeLessThanOrEqual(1e-6);
-    const bad = new Command("loraport").exitOverride();
-    registerCombine(bad);
-    await expect(bad.parseAsync(["combine", join(tmp.dir, "cat", "first"), join(tmp.dir, "cat", "second"), "--weights", "1", "--out", out], { from: "user" }))
+    await expect(runCli([registerCombine], ["combine", join(tmp.dir, "cat", "first"), join(tmp.dir, "cat", "second"), "--weights", "1", "--out", out]))
       .rejects.toThrow(/--weights '1': 1 weights for 2 adapters/);
   });
 });

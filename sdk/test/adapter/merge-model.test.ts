@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Command } from "commander";
+import { runCli } from "../helpers/cli.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mergeModel } from "../../src/adapter/merge-model.js";
 import { readPeftAdapter, writePeftAdapter } from "../../src/adapter/peft-io.js";
@@ -144,18 +144,9 @@ describe("merge into a sharded base", () => {
   });
 
   it("CLI: loraport merge --base --adapter --out", async () => {
-    const program = new Command("loraport").exitOverride();
-    registerMerge(program);
     const out = join(tmp.dir, "cli-out");
-    const logs: string[] = [];
-    const orig = console.log;
-    console.log = (s: string) => logs.push(s);
-    try {
-      await program.parseAsync(["merge", "--base", base, "--adapter", join(tmp.dir, "adapter"), "--out", out, "--dtype", "f16"], { from: "user" });
-    } finally {
-      console.log = orig;
-    }
-    expect(logs.join("\n")).toMatch(/merged 10 modules into 21 tensors/);
+    const logs = await runCli([registerMerge], ["merge", "--base", base, "--adapter", join(tmp.dir, "adapter"), "--out", out, "--dtype", "f16"]);
+    expect(logs).toMatch(/merged 10 modules into 21 tensors/);
     const src = await openSafetensorsModel(out);
     try {
       expect((await src.read(src.names[0]!)).dtype).toBe("F16");
@@ -171,18 +162,9 @@ describe("merge into a sharded base", () => {
     const merged = join(tmp.dir, "to-unmerge");
     await mergeModel(base, (await readPeftAdapter(plain)).adapter, merged);
     const mergedHash = hashFolder(merged);
-    const program = new Command("loraport").exitOverride();
-    registerMerge(program);
     const out = join(tmp.dir, "unmerged");
-    const logs: string[] = [];
-    const orig = console.log;
-    console.log = (s: string) => logs.push(s);
-    try {
-      await program.parseAsync(["merge", "--unmerge", "--base", merged, "--adapter", plain, "--out", out], { from: "user" });
-    } finally {
-      console.log = orig;
-    }
-    expect(logs.join("\n")).toMatch(/unmerged 10 modules from 21 tensors/);
+    const logs = await runCli([registerMerge], ["merge", "--unmerge", "--base", merged, "--adapter", plain, "--out", out]);
+    expect(logs).toMatch(/unmerged 10 modules from 21 tensors/);
     expect(hashFolder(merged)).toBe(mergedHash);
     const a = await openSafetensorsModel(out);
     const b = await openSafetensorsModel(base);
