@@ -5,38 +5,11 @@
  * always gets it); the conditions line says which was used.
  */
 import { Sidecar } from "../src/bridge/index.js";
-import { bytesOf, tensor, type Tensor } from "../src/tensor/index.js";
+import { tensor } from "../src/tensor/index.js";
+import { median, quantile, timeIt, touchEveryPage } from "./measure.js";
 import type { BenchOptions, BenchResult, BenchRow, BenchRatio, BenchSuite } from "./types.js";
 
 const MiB = 2 ** 20;
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-function median(xs: number[]): number {
-  return quantile([...xs].sort((a, b) => a - b), 0.5);
-}
-
-async function timeIt(reps: number, fn: () => Promise<unknown> | unknown): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    out.push(performance.now() - t0);
-  }
-  return out;
-}
-
-/** One byte of every 4 KiB page of each received tensor: mapped bytes are only read when touched. */
-function touch(res: { tensors: readonly Tensor[] }): number {
-  let sum = 0;
-  for (const t of res.tensors) {
-    const b = bytesOf(t);
-    for (let i = 0; i < b.length; i += 4096) sum += b[i]!;
-  }
-  return sum;
-}
 
 async function run(opts: BenchOptions): Promise<BenchResult> {
   const log = (s: string) => opts.verbose && process.stderr.write(`  bridge: ${s}\n`);
@@ -83,8 +56,8 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       // Warm-up: the first transfers of a size pay for fresh (huge) pages on both sides.
       for (let i = 0; i < 3; i++) await s.call("echo", { echo: false, touch: true }, [t]);
       const up = median(await timeIt(reps, () => s.call("echo", { echo: false, touch: true }, [t])));
-      for (let i = 0; i < 3; i++) touch(await s.call("generate", { nbytes: bytes }));
-      const down = median(await timeIt(reps, async () => touch(await s.call("generate", { nbytes: bytes }))));
+      for (let i = 0; i < 3; i++) touchEveryPage((await s.call("generate", { nbytes: bytes })).tensors);
+      const down = median(await timeIt(reps, async () => touchEveryPage((await s.call("generate", { nbytes: bytes })).tensors)));
       return { up, down };
     };
     const viaFrames = await measure(framesOnly);

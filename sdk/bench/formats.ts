@@ -13,7 +13,8 @@ import { readExactly } from "../src/formats/atomic-file.js";
 import { mmapAvailable } from "../src/formats/mmap.js";
 import { readSafetensors, writeSafetensors } from "../src/formats/safetensors/index.js";
 import type { Tensor } from "../src/tensor/index.js";
-import { bytesOf, fromBytes } from "../src/tensor/index.js";
+import { fromBytes } from "../src/tensor/index.js";
+import { timeIt, touchEveryPage } from "./measure.js";
 import type { BenchOptions, BenchResult, BenchSuite } from "./types.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
@@ -42,24 +43,9 @@ function stateDict(totalBytes: number): Map<string, Tensor> {
   return sd;
 }
 
-/** One byte per 4 KiB page of every tensor, as the Python side does: makes mapped data actually present. */
-function touchEveryPage(sd: Map<string, Tensor>): number {
-  let sum = 0;
-  for (const t of sd.values()) {
-    const b = bytesOf(t);
-    for (let i = 0; i < b.length; i += 4096) sum += b[i]!;
-  }
-  return sum;
-}
-
+/** Best of REPEATS, in seconds. */
 async function best(fn: () => Promise<unknown>): Promise<number> {
-  let b = Infinity;
-  for (let i = 0; i < REPEATS; i++) {
-    const t0 = performance.now();
-    await fn();
-    b = Math.min(b, (performance.now() - t0) / 1000);
-  }
-  return b;
+  return Math.min(...(await timeIt(REPEATS, fn))) / 1000;
 }
 
 export const formatsSuite: BenchSuite = {
@@ -93,7 +79,7 @@ export const formatsSuite: BenchSuite = {
       const ourTouched = await best(async () => {
         loaded = undefined;
         loaded = (await readSafetensors(path)).tensors;
-        touchEveryPage(loaded);
+        touchEveryPage(loaded.values());
       });
       const ourCopy = await best(async () => {
         loaded = undefined;

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { Trainer, type TrainExample } from "../src/training/index.js";
+import { median } from "./measure.js";
 import type { BenchOptions, BenchResult, BenchRatio, BenchRow, BenchSuite } from "./types.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -32,11 +33,6 @@ const CASES: readonly Case[] = [
   { name: "llama-17M", builtin: "llama", config: { hidden_size: 512, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 8, intermediate_size: 1024, vocab_size: 6144 },
     targets: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", r: 16, batch: 4, seq: 128 },
 ];
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 function artifactFor(c: Case, log: (s: string) => void): string {
   const dir = join(CACHE, `${c.name}-r${c.r}`);
