@@ -25,8 +25,8 @@ export interface EncodedTensors {
   readonly nbytes: number;
 }
 
-/** Descriptors and frames; with `shm`, tensors of at least `shm.threshold` bytes go through shared memory. */
-export function encodeTensors(tensors: TensorsIn | undefined, shm?: SharedMemory): EncodedTensors {
+/** Descriptors and frames (views of the tensors' own bytes, no copy). */
+export function encodeTensors(tensors: TensorsIn | undefined): EncodedTensors {
   const descriptors: TensorDescriptor[] = [];
   const frames: Uint8Array[] = [];
   let nbytes = 0;
@@ -42,21 +42,30 @@ export function encodeTensors(tensors: TensorsIn | undefined, shm?: SharedMemory
     const d: TensorDescriptor = { dtype: t.dtype, shape: [...t.shape], nbytes: want };
     if (name !== undefined) d.name = name;
     descriptors.push(d);
-    const viaShm = shm !== undefined && want >= shm.threshold ? tryWriteShared(shm, bytes) : undefined;
-    if (viaShm !== undefined) d.shm = true;
-    frames.push(viaShm ?? bytes);
+    frames.push(bytes);
     nbytes += want;
   }
   return { descriptors, frames, nbytes };
 }
 
-/** The shared-memory frame, or undefined when the file cannot be written (/dev/shm full): then a plain frame. */
-function tryWriteShared(shm: SharedMemory, bytes: Uint8Array): Uint8Array | undefined {
-  try {
-    return writeSharedTensor(shm, bytes);
-  } catch {
-    return undefined;
-  }
+/**
+ * `enc` with every tensor of at least `shm.threshold` bytes written to shared memory (descriptor `shm: true`,
+ * the file's name as its frame). A file that cannot be written (/dev/shm full) leaves that tensor a plain frame.
+ */
+export function moveToSharedMemory(enc: EncodedTensors, shm: SharedMemory): EncodedTensors {
+  if (!enc.frames.some((f) => f.byteLength >= shm.threshold)) return enc; // small calls: nothing to copy
+  const descriptors = enc.descriptors.map((d) => ({ ...d }));
+  const frames = enc.frames.map((bytes, i) => {
+    if (bytes.byteLength < shm.threshold) return bytes;
+    try {
+      const name = writeSharedTensor(shm, bytes);
+      descriptors[i]!.shm = true;
+      return name;
+    } catch {
+      return bytes;
+    }
+  });
+  return { descriptors, frames, nbytes: enc.nbytes };
 }
 
 export function encodeHeader(header: WireMessage): Uint8Array {

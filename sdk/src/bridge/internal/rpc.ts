@@ -8,7 +8,7 @@ import type { ProgressEvent } from "../../progress.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import type { ErrorMessage, ProgressMessage, RequestMessage } from "../generated/protocol.js";
 import type { CallOptions, CallResult } from "../options.js";
-import { PROTOCOL_VERSION, decodeMessage, encodeHeader, encodeTensors, type TensorsIn } from "./codec.js";
+import { PROTOCOL_VERSION, decodeMessage, encodeHeader, encodeTensors, moveToSharedMemory, type TensorsIn } from "./codec.js";
 import type { SharedMemory } from "./shared-memory.js";
 import type { Frames } from "./transport.js";
 
@@ -57,8 +57,7 @@ export class Rpc {
         return Promise.reject(new ProtocolError(`${method}: ${enc.nbytes} tensor bytes exceed the ${max}-byte message limit`));
       }
       // Only now, with the message known to be acceptable, are big tensors written to shared memory.
-      const shm = this.hooks.sharedMemory;
-      if (shm !== undefined && enc.descriptors.some((d) => d.nbytes >= shm.threshold)) enc = encodeTensors(tensors, shm);
+      if (this.hooks.sharedMemory !== undefined) enc = moveToSharedMemory(enc, this.hooks.sharedMemory);
     } catch (e) {
       return Promise.reject(e);
     }
