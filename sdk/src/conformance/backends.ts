@@ -167,8 +167,18 @@ export interface TrainOutputs {
   readonly adapter: Map<string, Tensor>;
 }
 
+const trainings = new WeakMap<BackendContext, Map<string, Promise<TrainOutputs | { notRun: string }>>>();
+
+/** `ts.train` or `peft.train` of this case, run (or read) once however many pairs use it. */
+export function trainingOf(ctx: BackendContext, name: "ts.train" | "peft.train"): Promise<TrainOutputs | { notRun: string }> {
+  let runs = trainings.get(ctx);
+  if (!runs) trainings.set(ctx, (runs = new Map()));
+  if (!runs.has(name)) runs.set(name, name === "ts.train" ? tsTrain(ctx) : peftTrain(ctx));
+  return runs.get(name)!;
+}
+
 /** `ts.train`: the case's steps with loraport's Trainer (ONNX Runtime, worker thread), constant lr, no shuffling. */
-export async function tsTrain(ctx: BackendContext): Promise<TrainOutputs | { notRun: string }> {
+async function tsTrain(ctx: BackendContext): Promise<TrainOutputs | { notRun: string }> {
   const t = ctx.manifest.train;
   if (!t) return { notRun: "not applicable: the case has no training section" };
   const trainer = await Trainer.load(t.artifact);
@@ -183,7 +193,7 @@ export async function tsTrain(ctx: BackendContext): Promise<TrainOutputs | { not
 }
 
 /** `peft.train`: what the reference side's PEFT + torch.optim.AdamW run left (losses in the reference file). */
-export async function peftTrain(ctx: BackendContext): Promise<TrainOutputs | { notRun: string }> {
+async function peftTrain(ctx: BackendContext): Promise<TrainOutputs | { notRun: string }> {
   const t = ctx.manifest.train;
   if (!t || !ctx.reference.entry("train/peft.train/losses")) return { notRun: "not produced: the reference side ran no training for this case" };
   return { losses: await ctx.reference.read("train/peft.train/losses"), adapter: await adapterFactors(t.reference_adapter) };

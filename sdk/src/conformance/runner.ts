@@ -10,7 +10,7 @@ import { openSafetensors } from "../formats/safetensors/index.js";
 import type { ProgressCallback } from "../progress.js";
 import { referenceFile } from "../reference.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { ortForward, peftTrain, tsConvert, tsLoralibMerge, tsMerge, tsTrain, type BackendContext, type BackendOutput, type TrainOutputs } from "./backends.js";
+import { ortForward, trainingOf, tsConvert, tsLoralibMerge, tsMerge, type BackendContext, type BackendOutput } from "./backends.js";
 import { readCaseFolder, type BackendPair, type CaseFile } from "./case.js";
 import { compareTensors } from "./compare.js";
 import { conformanceReferenceDir, repoRoot } from "./paths.js";
@@ -171,20 +171,9 @@ export async function compareCase(c: CaseFile, outcome: JobOutcome, out: string,
   try {
     const ctx: BackendContext = { caseFile: c, manifest: m, reference, workDir: out };
     const cache = new Map<string, Promise<BackendOutput>>();
-    // A training run gives both kinds (losses as outputs, trained factors as weights): run it once per case.
-    const training = new Map<string, Promise<TrainOutputs | { notRun: string }>>();
-    const train = (name: string) => {
-      if (!training.has(name)) training.set(name, name === "ts.train" ? tsTrain(ctx) : peftTrain(ctx));
-      return training.get(name)!;
-    };
     const side = (name: string, kind: BackendPair["kind"]): Promise<BackendOutput> => {
       const key = `${kind}:${name}`;
-      if (!cache.has(key)) {
-        const made = name === "ts.train" || name === "peft.train"
-          ? train(name).then((r): BackendOutput => ("notRun" in r ? r : { tensors: kind === "weights" ? r.adapter : new Map([["loss per step", r.losses]]) }))
-          : produce(ctx, name, kind, convertNotRun);
-        cache.set(key, made.catch((err: unknown) => sideError(err)));
-      }
+      if (!cache.has(key)) cache.set(key, produce(ctx, name, kind, convertNotRun).catch((err: unknown) => sideError(err)));
       return cache.get(key)!;
     };
     const results: PairResult[] = [];
@@ -230,6 +219,12 @@ async function produce(ctx: BackendContext, name: string, kind: BackendPair["kin
       return ortForward(ctx, "adapter-inputs", peftDir);
     case "ort.merged":
       return ortForward(ctx, "merged", peftDir);
+    case "ts.train":
+    case "peft.train": {
+      // One training run per case gives both kinds: losses as outputs, the trained factors as weights.
+      const r = await trainingOf(ctx, name);
+      return "notRun" in r ? r : { tensors: kind === "weights" ? r.adapter : new Map([["loss per step", r.losses]]) };
+    }
   }
   if (name.includes("[ts-converted]")) return convertOutcome(convertNotRun ?? "not produced by the reference side");
   return { notRun: `not produced: backend '${name}' is not known to the runner or the reference side for this case` };

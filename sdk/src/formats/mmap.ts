@@ -68,8 +68,3 @@ export function mapRanges(
     return new Uint8Array(buf, length === 0 ? 0 : offset % page, length);
   });
 }
-
-/** One range: see `mapRanges`. */
-export function mapRange(path: string, offset: number, length: number): Uint8Array | undefined {
-  return mapRanges(path, [[offset, length]])?.[0];
-}

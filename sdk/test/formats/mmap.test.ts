@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { FormatError } from "../../src/errors.js";
-import { mapRange, mapRanges, mmapAvailable } from "../../src/formats/mmap.js";
+import { mapRanges, mmapAvailable } from "../../src/formats/mmap.js";
 import { readSafetensors, writeSafetensors } from "../../src/formats/safetensors/index.js";
 import { bytesOf } from "../../src/tensor/index.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
@@ -99,10 +99,10 @@ print(json.dumps(0))
   it.runIf(mmapAvailable())("a range beyond the end of the file is a FormatError naming the file, not a SIGBUS", () => {
     const file = join(tmp.dir, "short.bin");
     writeFileSync(file, Buffer.alloc(100));
-    expect(() => mapRange(file, 90, 20)).toThrow(FormatError);
-    expect(() => mapRange(file, 90, 20)).toThrow(/short\.bin.*beyond the file's 100 bytes/);
-    expect(() => mapRange(join(tmp.dir, "missing.bin"), 0, 1)).toThrow(/missing\.bin/);
-    expect(mapRange(file, 100, 0)!.byteLength).toBe(0);
+    expect(() => mapRanges(file, [[90, 20]])).toThrow(FormatError);
+    expect(() => mapRanges(file, [[90, 20]])).toThrow(/short\.bin.*beyond the file's 100 bytes/);
+    expect(() => mapRanges(join(tmp.dir, "missing.bin"), [[0, 1]])).toThrow(/missing\.bin/);
+    expect(mapRanges(file, [[100, 0]])![0]!.byteLength).toBe(0);
     expect(() => mapRanges(file, [[0, 10], [95, 10]])).toThrow(/range \[95, 105\) is beyond/); // checked before any is mapped
     expect(mapRanges(file, [[0, 10], [4, 96]])!.map((b) => b.byteLength)).toEqual([10, 96]);
   });
