@@ -3,6 +3,7 @@
  * destination, so a crash never leaves a half-written file where a reader expects a whole one.
  * Also the positional read/write helpers the formats share (exact reads into fresh aligned buffers).
  */
+import { readSync } from "node:fs";
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -59,6 +60,19 @@ export async function readExactly(fh: FileHandle, position: number, length: numb
     done += bytesRead;
   }
   return new Uint8Array(out.buffer, out.byteOffset, length);
+}
+
+/** `readExactly` with a synchronous read on a file descriptor (for small reads where a thread-pool hop costs more). */
+export function readExactlySync(fd: number, position: number, length: number, file: string): Uint8Array {
+  checkAllocatable(file, `${length} bytes at offset ${position}`, length);
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const got = readSync(fd, out, done, length - done, position + done);
+    if (got === 0) throw new FormatError(file, `file ended at byte ${position + done}, expected ${length - done} more bytes`);
+    done += got;
+  }
+  return out;
 }
 
 /** One buffer cannot exceed the runtime's limit (4 GiB on Node 20): a typed error instead of a RangeError. */

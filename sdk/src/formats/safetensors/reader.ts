@@ -3,12 +3,12 @@
  * only when asked for, so listing a huge file or reading one tensor of it costs only that tensor's memory.
  * `readSafetensors` reads a whole file, memory-mapping big ones where the native helper is built.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { FileMissingError, FormatError } from "../../errors.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { fromBytes } from "../../tensor/tensor-impl.js";
-import { readExactly } from "../atomic-file.js";
+import { readExactly, readExactlySync } from "../atomic-file.js";
 import { mapRanges, mmapAvailable } from "../mmap.js";
 import { headerLength, parseHeader, type ParsedHeader, type SafetensorsEntry } from "./header.js";
 
@@ -158,15 +158,4 @@ function readMapped(path: string, force: boolean): { tensors: Map<string, Tensor
   } finally {
     closeSync(fd);
   }
-}
-
-function readExactlySync(fd: number, position: number, length: number, path: string): Uint8Array {
-  const out = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const got = readSync(fd, out, done, length - done, position + done);
-    if (got === 0) throw new FormatError(path, `file ended at byte ${position + done}, expected ${length - done} more bytes`);
-    done += got;
-  }
-  return out;
 }
