@@ -94,6 +94,21 @@ def _ids():
     return ids, torch.ones_like(ids)
 
 
+def _model_feeds(manifest: dict, ids, mask) -> dict[str, np.ndarray]:
+    """A plain forward's feeds for either graph: a KV-cache graph (causal LMs) gets positions 0..T-1 and a past of
+    one masked slot, which is how loraport's runtime runs it without a cache."""
+    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    gen = manifest.get("generation")
+    if gen:
+        kv = gen["kv_cache"]
+        b, t = ids.shape
+        feeds["attention_mask"] = np.concatenate([np.zeros((b, 1), np.int64), mask.numpy()], axis=1)
+        feeds[kv["position_ids_input"]] = np.tile(np.arange(t, dtype=np.int64), (b, 1))
+        for name in kv["past_inputs"]:
+            feeds[name] = np.zeros((b, kv["kv_heads"], 1, kv["head_dim"]), np.float32)
+    return feeds
+
+
 def _torch_logits(model, ids, mask) -> np.ndarray:
     with torch.no_grad():
         return model(input_ids=ids, attention_mask=mask).logits.numpy()
@@ -129,7 +144,7 @@ def test_adapter_inputs_parity(work, family):
     names = {i.name for i in sess.get_inputs()}
     assert {e["a_input"] for e in manifest["lora"]} <= names  # required inputs, not initializers
     ids, mask = _ids()
-    base_feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    base_feeds = _model_feeds(manifest, ids, mask)
 
     base_ref = _torch_logits(tiny_models.build(family).eval(), ids, mask)
     got0 = sess.run(["logits"], {**base_feeds, **_rank0(manifest), **_head_feeds(manifest, out)})[0]
@@ -169,7 +184,7 @@ def test_merged_parity(work, family):
     _validate(manifest)
     assert manifest["lora"] == [] and manifest["adapter"]["config"]["r"] == r
     sess = ort.InferenceSession(str(out / MODEL_NAME), providers=["CPUExecutionProvider"])
-    got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    got = sess.run(["logits"], _model_feeds(manifest, ids, mask))[0]
     a, rel = _err(got, ref)
     print(f"{family} merged: max abs {a:.2e} rel {rel:.2e}")
     assert a <= TOL
@@ -191,7 +206,7 @@ def test_f16_base_and_external_data(work):
     ref_model = tiny_models.gpt2().to(torch.float16).to(torch.float32).eval()
     ids, mask = _ids()
     sess = ort.InferenceSession(str(out / MODEL_NAME), providers=["CPUExecutionProvider"])
-    got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), **_rank0(manifest), **_head_feeds(manifest, out)})[0]
+    got = sess.run(["logits"], {**_model_feeds(manifest, ids, mask), **_rank0(manifest), **_head_feeds(manifest, out)})[0]
     a, rel = _err(got, _torch_logits(ref_model, ids, mask))
     print(f"gpt2 f16 base: max abs {a:.2e} rel {rel:.2e}")
     assert a <= TOL
@@ -242,10 +257,11 @@ def test_export_op_through_the_sidecar(work, tmp_path):
         h, _ = sc.call("exportOnnx", {"handle": handle, "out": str(tmp_path / "hm"), "mode": "merged"})
         assert h["kind"] == "result", h
         assert h["result"]["mode"] == "merged" and h["result"]["loraModules"] == 0
-        _validate(json.loads((tmp_path / "hm" / MANIFEST_NAME).read_text()))
+        manifest = json.loads((tmp_path / "hm" / MANIFEST_NAME).read_text())
+        _validate(manifest)
         ids, mask = _ids()
         sess = ort.InferenceSession(str(tmp_path / "hm" / MODEL_NAME), providers=["CPUExecutionProvider"])
-        got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        got = sess.run(["logits"], _model_feeds(manifest, ids, mask))[0]
         assert _err(got, _torch_logits(pm, ids, mask))[0] <= TOL
     finally:
         sc.close()

@@ -20,6 +20,8 @@ export interface ExportOnnxOptions extends CallOptions {
   readonly headInputs?: readonly string[];
   /** Weights as external data: `auto` (default) when the model is over ~1.8 GB. */
   readonly externalData?: "auto" | "yes" | "no";
+  /** Causal LMs: a KV-cache graph for `generate` (default `true`); `false` gives the plain forward graph. */
+  readonly kvCache?: boolean;
 }
 
 export interface ExportTrainStepOptions extends CallOptions {
@@ -40,7 +42,7 @@ export interface ExportTrainStepOptions extends CallOptions {
 export type TrainStepModel = string | { readonly builtin: "gpt2" | "llama" | "roberta"; readonly config?: Record<string, unknown> };
 
 export function exportOnnxCall(model: string | ModelHandle, out: string, options: ExportOnnxOptions): { params: ExportOnnxParams; call: CallOptions } {
-  const { mode, targets, adapter, externalData, headInputs, ...call } = options;
+  const { mode, targets, adapter, externalData, headInputs, kvCache, ...call } = options;
   const params: ExportOnnxParams = {
     ...(typeof model === "string" ? { base: resolve(model) } : { handle: model.handle }),
     out: resolve(out),
@@ -49,6 +51,7 @@ export function exportOnnxCall(model: string | ModelHandle, out: string, options
     ...(adapter !== undefined ? { adapter: resolve(adapter) } : {}),
     ...(externalData !== undefined ? { externalData } : {}),
     ...(headInputs !== undefined ? { headInputs: [...headInputs] } : {}),
+    ...(kvCache !== undefined ? { kvCache } : {}),
   };
   return { params, call };
 }

@@ -40,7 +40,7 @@ def _value_info(v: Any) -> dict[str, Any]:
 
 def build_manifest(*, model_path: Path, mode: str, config: Any, opset: int, checksum: str, source_dtype: str,
                    lora: list[dict[str, Any]], adapter: dict[str, Any] | None, targets: list[str], base_path: str,
-                   heads: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   heads: list[dict[str, Any]] | None = None, generation: dict[str, Any] | None = None) -> dict[str, Any]:
     import onnx
 
     m = onnx.load(str(model_path), load_external_data=False)
@@ -66,4 +66,5 @@ def build_manifest(*, model_path: Path, mode: str, config: Any, opset: int, chec
         "heads": heads or [],
         "head_defaults_file": HEADS_NAME if heads else None,
         "adapter": adapter,
+        "generation": generation,
     }

@@ -8,6 +8,12 @@ Two modes:
   feeds for names that are also initializers (notes §4).
 - ``merged``: a PEFT adapter merged into the base weights; the graph has only the model inputs.
 
+Causal LMs get a KV-cache graph (both modes): inputs ``input_ids``, ``attention_mask`` (past + new columns),
+``position_ids`` and ``past_key_values.{i}.key/.value`` ``[batch, kv_heads, past, head_dim]``; outputs ``logits`` and
+``present.{i}.key/.value`` (Optimum's names, so other tools can run the merged graph). Prefill and decode are one graph:
+a prefill feeds a past of length 1 whose mask column is 0 — the masked slot gets softmax weight exactly 0 — so there
+is no second copy of the weights and no zero-length dimension for the exporter to specialise.
+
 Outputs go to a temp folder next to ``out`` and are renamed into place, so a failed export leaves nothing behind.
 Run as a module: ``python -m loraport_sidecar.export.onnx_export --base DIR --out DIR --mode adapter-inputs``.
 """
@@ -34,8 +40,18 @@ OPSET = 20
 # The protobuf limit is 2 GiB for the whole .onnx; stay clear of it.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
-# Per-architecture default targets, as PEFT picks them when target_modules is unset.
-DEFAULT_TARGETS = {"gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"], "roberta": ["query", "value"]}
+# Files of a Hugging Face folder that tokenise and stop generation; copied into the export's tokenizer/ folder.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
+                   "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")
+TOKENIZER_DIR = "tokenizer"
+
+
+def default_targets(model_type: str) -> list[str] | None:
+    """The modules PEFT adapts when target_modules is unset: PEFT's own per-architecture table."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as table
+
+    found = table.get(model_type)
+    return list(found) if found else None
 
 Progress = Callable[[str, int, int, str], None]
 
@@ -124,42 +140,55 @@ class LoraSlot(nn.Module):
 
 
 class AdapterInputsModel(nn.Module):
-    """forward(input_ids, attention_mask, A_0, B_0, A_1, B_1, ..., head_0, head_1, ...) -> logits.
+    """forward(<model inputs>, A_0, B_0, A_1, B_1, ..., head_0, head_1, ...) -> logits (+ present KV).
 
-    Head parameters (e.g. a classifier that PEFT saves whole, modules_to_save) are whole-tensor inputs, swapped in
-    with functional_call, so a per-request adapter can bring its own head."""
+    The model inputs are (input_ids, attention_mask), plus (position_ids, past_0_key, past_0_value, ...) for a
+    KV-cache graph (`n_model_inputs` says how many). Head parameters (e.g. a classifier that PEFT saves whole,
+    modules_to_save) are whole-tensor inputs, swapped in with functional_call, so a per-request adapter can bring
+    its own head."""
 
-    def __init__(self, model: nn.Module, keys: list[str], heads: list[str] | None = None) -> None:
+    def __init__(self, model: nn.Module, keys: list[str], heads: list[str] | None = None, kv_layers: int | None = None) -> None:
         super().__init__()
         self.feeds = _Feeds()
         self.keys = keys
         self.heads = heads or []
+        self.kv_layers = kv_layers
         for key in keys:
             parent_name, _, child = key.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, LoraSlot(getattr(parent, child), key, self.feeds))
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *lora: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        n = _n_model_inputs(self.kv_layers)
+        model_inputs, lora = inputs[:n], inputs[n:]
         self.feeds.factors = {k: (lora[2 * i], lora[2 * i + 1]) for i, k in enumerate(self.keys)}
+        plain = PlainModel(self.model, self.kv_layers)
         if not self.heads:
-            return _logits(self.model, input_ids, attention_mask)
+            return plain(*model_inputs)
         from torch.func import functional_call
 
         swapped = dict(zip(self.heads, lora[2 * len(self.keys):]))
-        model = self.model
-        return functional_call(PlainModel(model), {f"model.{k}": v for k, v in swapped.items()}, (input_ids, attention_mask), strict=False)
+        return functional_call(plain, {f"model.{k}": v for k, v in swapped.items()}, tuple(model_inputs), strict=False)
 
 
 class PlainModel(nn.Module):
-    """The model as (input_ids, attention_mask) → logits, the signature every exported graph has."""
+    """The model as (input_ids, attention_mask) → logits, the signature every exported graph has; with `kv_layers`,
+    (input_ids, attention_mask, position_ids, past_0_key, past_0_value, ...) → (logits, present_0_key, ...)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, kv_layers: int | None = None) -> None:
         super().__init__()
         self.model = model
+        self.kv_layers = kv_layers
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return _logits(self.model, input_ids, attention_mask)
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        if self.kv_layers is None:
+            return _logits(self.model, inputs[0], inputs[1])
+        return _logits_with_cache(self.model, inputs[0], inputs[1], inputs[2], inputs[3:])
+
+
+def _n_model_inputs(kv_layers: int | None) -> int:
+    return 2 if kv_layers is None else 3 + 2 * kv_layers
 
 
 def _logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -167,6 +196,43 @@ def _logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Ten
     if getattr(model.config, "is_decoder", False) or hasattr(model.config, "use_cache"):
         kwargs["use_cache"] = False
     return model(**kwargs).logits
+
+
+def _logits_with_cache(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                       past: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    from transformers import DynamicCache
+
+    # No config: every layer a full DynamicLayer, so present = past + new for every architecture (a sliding-window
+    # model still masks by its window; its cache just keeps everything).
+    cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)])
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=True, return_dict=True)
+    present: list[torch.Tensor] = []
+    for layer in cache.layers:
+        present += [layer.keys, layer.values]
+    return (out.logits, *present)
+
+
+def kv_layout(model: nn.Module) -> dict[str, int] | None:
+    """Layers, KV heads and head size of a causal LM's cache, read from a real one-token forward (so GQA, explicit
+    head_dim and every architecture's quirks come from the model itself). None for models without a KV cache."""
+    from transformers import DynamicCache
+
+    archs = getattr(model.config, "architectures", None) or [type(model).__name__]
+    if not any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
+        return None
+    cache = DynamicCache()
+    with torch.no_grad():
+        model(input_ids=torch.zeros(1, 1, dtype=torch.int64), cache=cache, use_cache=True, return_dict=True)
+    k = cache.layers[0].keys
+    return {"layers": len(cache.layers), "kv_heads": int(k.shape[1]), "head_dim": int(k.shape[3])}
+
+
+def past_names(layers: int) -> list[str]:
+    return [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+def present_names(layers: int) -> list[str]:
+    return [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
 
 
 def input_names_for(key: str) -> tuple[str, str]:
@@ -192,15 +258,18 @@ def export_onnx(
     external_data: bool | None = None,
     progress: Progress = _no_progress,
     head_inputs: list[str] | None = None,
+    kv_cache: bool = True,
 ) -> ExportResult:
-    """Export `base_dir` (a Hugging Face model folder) to `out_dir` (model.onnx + loraport-onnx.json)."""
+    """Export `base_dir` (a Hugging Face model folder) to `out_dir` (model.onnx + loraport-onnx.json, and its
+    tokenizer files under tokenizer/)."""
     t0 = time.perf_counter()
     if mode not in ("adapter-inputs", "merged"):
         raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
     progress("export", 0, 4, "loading base model")
     model, config, source_dtype = load_base(base_dir)
     return export_model(model, out_dir, mode=mode, targets=targets, adapter_dir=adapter_dir, external_data=external_data,
-                        progress=progress, source_dtype=source_dtype, base_path=str(Path(base_dir).resolve()), t0=t0, head_inputs=head_inputs)
+                        progress=progress, source_dtype=source_dtype, base_path=str(Path(base_dir).resolve()), t0=t0, head_inputs=head_inputs,
+                        tokenizer_dir=base_dir, kv_cache=kv_cache)
 
 
 def export_model(
@@ -216,12 +285,15 @@ def export_model(
     t0: float | None = None,
     premerged: bool = False,
     head_inputs: list[str] | None = None,
+    tokenizer_dir: str | os.PathLike | None = None,
+    kv_cache: bool = True,
 ) -> ExportResult:
     """Export an in-memory transformers model (float32, plain: no LoRA layers in it). It is modified (LoRA slots
     are put in place), so pass a copy if it is still needed. `premerged`: merged mode with the adapter already merged
     into `model` (the sidecar's handles). `head_inputs`: modules whose parameters become whole-tensor inputs
     (adapter-inputs; default: `classifier` for sequence-classification models, as PEFT saves it with SEQ_CLS adapters;
-    `[]` for none)."""
+    `[]` for none). `tokenizer_dir`: a folder whose tokenizer files are copied along (the base's). `kv_cache`: a
+    KV-cache graph for causal LMs (the default; False gives the plain (input_ids, attention_mask) → logits graph)."""
     t0 = time.perf_counter() if t0 is None else t0
     if mode not in ("adapter-inputs", "merged"):
         raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
@@ -229,6 +301,8 @@ def export_model(
     model.eval()
     checksum = base_checksum(model)
     model_type = getattr(config, "model_type", "")
+    kv = kv_layout(model) if kv_cache else None
+    kv_layers = kv["layers"] if kv else None
 
     lora_entries: list[dict[str, Any]] = []
     head_entries: list[dict[str, Any]] = []
@@ -237,9 +311,9 @@ def export_model(
     if mode == "adapter-inputs":
         if adapter_dir is not None:
             raise ExportError("--adapter is only used with --mode merged (adapter-inputs takes adapters at run time)")
-        tlist = targets or DEFAULT_TARGETS.get(model_type)
+        tlist = targets or default_targets(model_type)
         if not tlist:
-            raise ExportError(f"--targets: no default for model type {model_type!r}; name the modules to adapt")
+            raise ExportError(f"--targets: PEFT has no default target modules for model type {model_type!r}; name the modules to adapt")
         keys = find_targets(model, tlist)
         for key in keys:
             fin, fout, fifo = _in_out(model.get_submodule(key))
@@ -257,7 +331,7 @@ def export_model(
         head_params = [n for n, _ in model.named_parameters() if any(n.startswith(h + ".") for h in head_inputs)]
         head_defaults = {n: p.detach().to(torch.float32).contiguous().clone() for n, p in model.named_parameters() if n in head_params}
         head_entries = [{"param": n, "input": f"head.{n}", "shape": list(head_defaults[n].shape)} for n in head_params]
-        wrapped: nn.Module = AdapterInputsModel(model, keys, head_params)
+        wrapped: nn.Module = AdapterInputsModel(model, keys, head_params, kv_layers)
     else:
         if premerged:
             adapter_info = {"path": "", "config": {}}
@@ -265,7 +339,7 @@ def export_model(
             raise ExportError("--mode merged needs --adapter <PEFT adapter folder>")
         else:
             model, adapter_info = _merge_peft(model, adapter_dir)
-        wrapped = PlainModel(model)
+        wrapped = PlainModel(model, kv_layers)
     wrapped.eval()
 
     progress("export", 1, 4, "tracing")
@@ -277,8 +351,23 @@ def export_model(
     args: list[torch.Tensor] = [ids, mask]
     b_dim, s_dim = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dyn: list[Any] = [{0: b_dim, 1: s_dim}, {0: b_dim, 1: s_dim}]
-    lora_dyn: list[Any] = []
     names = ["input_ids", "attention_mask"]
+    output_names = ["logits"]
+    if kv:
+        # A past of 3 traced (any length ≥ 1 runs); the mask spans past + new tokens.
+        past = 3
+        args[1] = torch.ones(batch, past + seq, dtype=torch.int64)
+        dyn[1] = {0: b_dim, 1: torch.export.Dim("total_sequence")}
+        args.append(torch.arange(past, past + seq).expand(batch, seq).contiguous())
+        dyn.append({0: b_dim, 1: s_dim})
+        names.append("position_ids")
+        p_dim = torch.export.Dim("past_sequence")
+        for _ in range(kv["layers"] * 2):
+            args.append(torch.randn(batch, kv["kv_heads"], past, kv["head_dim"], generator=gen))
+            dyn.append({0: b_dim, 2: p_dim})
+        names += past_names(kv["layers"])
+        output_names += present_names(kv["layers"])
+    lora_dyn: list[Any] = []
     for i, e in enumerate(lora_entries):
         # Distinct example ranks per module and a distinct symbol each: rank_pattern adapters differ per module.
         r = 2 + (i % 3)
@@ -298,8 +387,9 @@ def export_model(
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         with torch.no_grad():
-            program = torch.onnx.export(wrapped, tuple(args), dynamo=True, dynamic_shapes=(*dyn, tuple(lora_dyn)) if lora_dyn else tuple(dyn), input_names=names,
-                                        output_names=["logits"], opset_version=OPSET, optimize=True, verbose=False)
+            # forward(*inputs): one varargs parameter, so the dynamic shapes are one tuple over every input.
+            program = torch.onnx.export(wrapped, tuple(args), dynamo=True, dynamic_shapes=(tuple(dyn + lora_dyn),), input_names=names,
+                                        output_names=output_names, opset_version=OPSET, optimize=True, verbose=False)
         progress("export", 2, 4, "writing model")
         n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         use_external = external_data if external_data is not None else n_bytes > EXTERNAL_DATA_THRESHOLD
@@ -312,9 +402,11 @@ def export_model(
             # The base's own head values: what the runtime feeds when an adapter brings no head.
             save_file(head_defaults, str(tmp / HEADS_NAME), metadata={"format": "pt"})
         progress("export", 3, 4, "writing manifest")
+        tokenizer = copy_tokenizer(tokenizer_dir, tmp) if tokenizer_dir is not None else []
+        generation = generation_block(model, config, kv, tokenizer, Path(tokenizer_dir) if tokenizer_dir is not None else None) if kv else None
         manifest = build_manifest(model_path=model_path, mode=mode, config=config, opset=OPSET, checksum=checksum,
                                   source_dtype=source_dtype, lora=lora_entries, adapter=adapter_info, heads=head_entries,
-                                  targets=targets or DEFAULT_TARGETS.get(model_type) or [], base_path=base_path)
+                                  targets=targets or default_targets(model_type) or [], base_path=base_path, generation=generation)
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             # Replace an earlier export as a whole; never merge files of two exports.
@@ -339,6 +431,49 @@ def _umask() -> int:
     except OSError:
         pass
     return 0o022
+
+
+def copy_tokenizer(base: str | os.PathLike, folder: Path) -> list[str]:
+    """Copy the base folder's tokenizer and generation files into `folder/tokenizer/`; the names copied."""
+    files = [f for f in TOKENIZER_FILES if (Path(base) / f).is_file()]
+    if files:
+        (folder / TOKENIZER_DIR).mkdir()
+        for f in files:
+            shutil.copyfile(Path(base) / f, folder / TOKENIZER_DIR / f)
+    return files
+
+
+def _ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def generation_block(model: nn.Module, config: Any, kv: dict[str, int], tokenizer_files: list[str], base: Path | None) -> dict[str, Any]:
+    """What the runtime needs to generate: the cache layout, the stop/pad token ids and where the tokenizer is.
+
+    Token ids as transformers' generate takes them: generation_config.json first, then config.json."""
+    gen: dict[str, Any] = {}
+    if base is not None and (base / "generation_config.json").is_file():
+        gen = json.loads((base / "generation_config.json").read_text())
+    elif getattr(model, "generation_config", None) is not None:
+        gen = model.generation_config.to_dict()
+
+    def pick(key: str) -> Any:
+        v = gen.get(key)
+        return v if v is not None else getattr(config, key, None)
+
+    positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    return {
+        "kv_cache": {**kv, "dtype": "float32", "past_inputs": past_names(kv["layers"]), "present_outputs": present_names(kv["layers"]),
+                     "position_ids_input": "position_ids"},
+        "max_positions": int(positions) if positions else None,
+        "bos_token_id": (_ids(pick("bos_token_id")) or [None])[0],
+        "eos_token_ids": _ids(pick("eos_token_id")),
+        "pad_token_id": (_ids(pick("pad_token_id")) or [None])[0],
+        "tokenizer": TOKENIZER_DIR if "tokenizer.json" in tokenizer_files else None,
+        "tokenizer_files": tokenizer_files,
+    }
 
 
 def _merge_peft(model: nn.Module, adapter_dir: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
@@ -385,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", help="comma-separated module names (PEFT list form)")
     p.add_argument("--external-data", choices=["auto", "yes", "no"], default="auto")
     p.add_argument("--head-inputs", help="comma-separated modules given as whole-tensor inputs ('none' for none; default: classifier for seq-cls)")
+    p.add_argument("--no-kv-cache", action="store_true", help="a plain (input_ids, attention_mask) -> logits graph for causal LMs")
     p.add_argument("--progress-json", action="store_true", help="progress events as JSON lines on stderr")
     a = p.parse_args(argv)
 
@@ -395,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = export_onnx(a.base, a.out, mode=a.mode, targets=a.targets.split(",") if a.targets else None, adapter_dir=a.adapter,
                           external_data={"auto": None, "yes": True, "no": False}[a.external_data], progress=progress,
-                          head_inputs=None if a.head_inputs is None else [] if a.head_inputs == "none" else a.head_inputs.split(","))
+                          head_inputs=None if a.head_inputs is None else [] if a.head_inputs == "none" else a.head_inputs.split(","),
+                          kv_cache=not a.no_kv_cache)
     except ExportError as e:
         print(json.dumps({"error": str(e)}))
         return 2

@@ -12,6 +12,10 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
@@ -55,6 +59,24 @@ def llama(hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads
     return _seeded(LlamaForCausalLM(cfg), seed)
 
 
+def qwen2(hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 4, num_key_value_heads: int = 2,
+          intermediate_size: int = 128, vocab_size: int = 128, seed: int = 0) -> Qwen2ForCausalLM:
+    """A small Qwen2 (q/k/v projections with bias, GQA, RMSNorm, tied embeddings like the small Qwen2 models)."""
+    cfg = Qwen2Config(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                      num_key_value_heads=num_key_value_heads, intermediate_size=intermediate_size, vocab_size=vocab_size,
+                      max_position_embeddings=128, tie_word_embeddings=True, use_sliding_window=False)
+    return _seeded(Qwen2ForCausalLM(cfg), seed)
+
+
+def mistral(hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 4, num_key_value_heads: int = 1,
+            intermediate_size: int = 128, vocab_size: int = 128, sliding_window: int | None = 48, seed: int = 0) -> MistralForCausalLM:
+    """A small Mistral (GQA down to one KV head; a sliding window shorter than its positions, so the mask matters)."""
+    cfg = MistralConfig(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                        num_key_value_heads=num_key_value_heads, intermediate_size=intermediate_size, vocab_size=vocab_size,
+                        max_position_embeddings=128, sliding_window=sliding_window, tie_word_embeddings=False)
+    return _seeded(MistralForCausalLM(cfg), seed)
+
+
 def roberta(hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 4, intermediate_size: int = 128,
             vocab_size: int = 128, num_labels: int = 3, seed: int = 0) -> RobertaForSequenceClassification:
     """A small RoBERTa with a sequence-classification head (the MNLI shape: dense + out_proj)."""
@@ -75,7 +97,7 @@ def roberta_base_shapes(n_layer: int = 12, seed: int = 0) -> RobertaForSequenceC
                    vocab_size=50265, num_labels=3, seed=seed)
 
 
-BUILDERS = {"gpt2": gpt2, "llama": llama, "roberta": roberta, "gpt2-medium": gpt2_medium_shapes, "roberta-base": roberta_base_shapes}
+BUILDERS = {"gpt2": gpt2, "llama": llama, "qwen2": qwen2, "mistral": mistral, "roberta": roberta, "gpt2-medium": gpt2_medium_shapes, "roberta-base": roberta_base_shapes}
 
 
 def build(family: str, **kwargs) -> torch.nn.Module:

@@ -146,6 +146,10 @@ export interface ExportOnnxParams {
    * Weights as external data: auto = when over ~1.8 GB.
    */
   externalData?: "auto" | "yes" | "no";
+  /**
+   * Causal LMs: a KV-cache graph (position_ids, past_key_values.* in, present.* out) for generation. false: the plain (input_ids, attention_mask) -> logits graph.
+   */
+  kvCache?: boolean;
 }
 
 export interface ExportOnnxResult {
