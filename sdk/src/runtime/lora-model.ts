@@ -13,7 +13,7 @@ import { tensor, type Tensor } from "../tensor/index.js";
 import { adapterFeeds, baseFeeds, type AdapterSource } from "./adapter-feeds.js";
 import { readManifest, type OnnxManifest } from "./manifest.js";
 import { chooseProviders, type ExecutionProvider, type ProviderRequest } from "./providers.js";
-import { BASE_ADAPTER, type WireTensor, type WorkerRequest, type WorkerResponse } from "./worker-protocol.js";
+import { BASE_ADAPTER, type WireTensor, type WorkerKvLayout, type WorkerRequest, type WorkerResponse } from "./worker-protocol.js";
 import { readSafetensors } from "../formats/safetensors/index.js";
 
 export interface LoraModelOptions {
@@ -48,6 +48,22 @@ export interface RunResult {
   readonly prepMs: number;
 }
 
+/** A batch of sequences whose KV cache lives in the session worker (from `prefill`; free it with `release`). */
+export interface CachedBatch {
+  readonly id: number;
+  /** Rows in the batch. */
+  readonly rows: number;
+  readonly adapter: string | null;
+}
+
+/** The logits of one cached step: the last position of every row. */
+export interface StepResult {
+  /** F32 `[rows, vocab]`. */
+  readonly logits: Tensor;
+  /** Time inside `session.run` in the worker, ms. */
+  readonly ms: number;
+}
+
 interface WorkerState {
   readonly pending: Map<number, { resolve(r: WorkerResponse & { ok: true }): void; reject(e: Error): void }>;
   closed: boolean;
@@ -68,6 +84,7 @@ export class LoraModel {
   readonly #state: WorkerState;
   readonly #adapters = new Set<string>();
   #nextId = 1;
+  #nextBatch = 1;
 
   private constructor(dir: string, manifest: OnnxManifest, worker: Worker, state: WorkerState, provider: ExecutionProvider, note: string | undefined, inputNames: readonly string[]) {
     this.dir = dir;
@@ -93,6 +110,7 @@ export class LoraModel {
         state.pending.set(0, { resolve, reject });
         const req: WorkerRequest = {
           id: 0, op: "init", modelPath: join(dir, manifest.model_file), providers: choice.providers,
+          ...(manifest.generation ? { kv: workerKv(manifest) } : {}),
           ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
           ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {}),
         };
@@ -175,12 +193,61 @@ export class LoraModel {
     await this.#request({ id: 0, op: "dropAdapter", name });
   }
 
-  /** Run a forward pass with the named adapter (or the base model). Requests queue on the worker in order. */
-  async run(inputs: ModelInputs, options: RunOptions = {}): Promise<RunResult> {
-    const adapter = options.adapter ?? null;
+  #checkAdapter(adapter: string | null): void {
     if (adapter !== null && !this.#adapters.has(adapter)) {
       throw new AdapterError(`adapter '${adapter}' is not registered (registered: ${this.adapters.join(", ") || "none"})`);
     }
+  }
+
+  /** Whether this export has a KV cache (`prefill`/`decode`, and so generation). */
+  get hasKvCache(): boolean {
+    return this.manifest.generation != null;
+  }
+
+  /**
+   * Run prompt rows (left-padded: `attentionMask` 0 on the left) and keep their KV cache in the worker. Returns the
+   * last position's logits of every row and the batch to `decode` on. Positions are transformers' generate ones.
+   */
+  async prefill(inputs: ModelInputs, options: RunOptions = {}): Promise<StepResult & { readonly batch: CachedBatch }> {
+    if (!this.hasKvCache) throw new RuntimeError(`${this.dir}: this export has no KV cache (exported without one, or by an earlier loraport); re-export it to generate`);
+    const adapter = options.adapter ?? null;
+    this.#checkAdapter(adapter);
+    const { ids, mask, dims } = this.#encode(inputs);
+    const batch: CachedBatch = { id: this.#nextBatch++, rows: dims[0]!, adapter };
+    const workerAdapter = this.manifest.mode === "adapter-inputs" ? (adapter ?? BASE) : null;
+    const res = await this.#request({ id: 0, op: "prefill", seq: batch.id, adapter: workerAdapter, inputIds: ids, attentionMask: mask, dims: [dims[0]!, dims[1]!] }, [ids.buffer as ArrayBuffer, mask.buffer as ArrayBuffer]);
+    return { batch, ...this.#stepResult(res) };
+  }
+
+  /** Feed one new token per row of a cached batch; returns the new position's logits. */
+  async decode(batch: CachedBatch, tokens: readonly number[]): Promise<StepResult> {
+    const vocab = Number(this.manifest.config["vocab_size"] ?? Number.POSITIVE_INFINITY);
+    if (tokens.length !== batch.rows) throw new RuntimeError(`decode: expected ${batch.rows} tokens (one per row), got ${tokens.length}`);
+    const data = new BigInt64Array(tokens.length);
+    for (const [i, t] of tokens.entries()) {
+      if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new RuntimeError(`decode: tokens[${i}] = ${t}: expected an integer in [0, ${vocab})`);
+      data[i] = BigInt(t);
+    }
+    const res = await this.#request({ id: 0, op: "decode", seq: batch.id, tokens: data }, [data.buffer as ArrayBuffer]);
+    return this.#stepResult(res);
+  }
+
+  /** Drop a cached batch's KV cache from the worker. */
+  async release(batch: CachedBatch): Promise<void> {
+    if (this.#state.closed) return;
+    await this.#request({ id: 0, op: "release", seq: batch.id });
+  }
+
+  #stepResult(res: WorkerResponse & { ok: true }): StepResult {
+    const out = res.outputs?.["logits"];
+    if (!out || out.type !== "float32") throw new RuntimeError(`${this.dir}: model returned no float32 'logits' output`);
+    return { logits: tensor("F32", out.dims, out.data as Float32Array), ms: res.ms ?? 0 };
+  }
+
+  /** Run a forward pass with the named adapter (or the base model). Requests queue on the worker in order. */
+  async run(inputs: ModelInputs, options: RunOptions = {}): Promise<RunResult> {
+    const adapter = options.adapter ?? null;
+    this.#checkAdapter(adapter);
     const { ids, mask, dims } = this.#encode(inputs);
     const wire: Record<string, WireTensor> = {
       input_ids: { type: "int64", dims, data: ids },
@@ -209,7 +276,9 @@ export class LoraModel {
       for (const [t, id] of row.entries()) {
         if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new RuntimeError(`inputIds[${b}][${t}] = ${id}: expected an integer in [0, ${vocab})`);
         ids[b * seq + t] = BigInt(id);
-        mask[b * seq + t] = BigInt(m[t]!);
+        const mv = m[t];
+        if (mv !== 0 && mv !== 1) throw new RuntimeError(`attentionMask[${b}][${t}] = ${String(mv)}: expected 0 or 1`);
+        mask[b * seq + t] = BigInt(mv);
       }
     }
     return { ids, mask, dims: [rows.length, seq] };
@@ -230,6 +299,11 @@ export class LoraModel {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+function workerKv(manifest: OnnxManifest): WorkerKvLayout {
+  const kv = manifest.generation!.kv_cache;
+  return { past: kv.past_inputs, present: kv.present_outputs, positionIds: kv.position_ids_input, kvHeads: kv.kv_heads, headDim: kv.head_dim };
 }
 
 function toRows(x: readonly number[] | readonly (readonly number[])[], field: string): (readonly number[])[] {

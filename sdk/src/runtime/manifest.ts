@@ -39,6 +39,33 @@ export interface HeadInputEntry {
   readonly shape: readonly number[];
 }
 
+/** The KV cache of a causal-LM graph: `past_key_values.{i}.key/.value` in, `present.{i}.key/.value` out. */
+export interface KvCacheLayout {
+  readonly layers: number;
+  readonly kv_heads: number;
+  readonly head_dim: number;
+  readonly dtype: "float32" | "float16";
+  /** Input names, layer by layer, key then value: `[batch, kv_heads, past, head_dim]`. */
+  readonly past_inputs: readonly string[];
+  /** Output names in the same order: past + the new tokens. */
+  readonly present_outputs: readonly string[];
+  readonly position_ids_input: string;
+}
+
+/** What generation needs: the cache layout, token ids that stop or pad, where the tokenizer is. */
+export interface GenerationInfo {
+  readonly kv_cache: KvCacheLayout;
+  /** Prompt + new tokens may not exceed this (`n_positions` / `max_position_embeddings`). */
+  readonly max_positions: number | null;
+  readonly bos_token_id: number | null;
+  /** Every id that ends a sequence (generation_config.json, else config.json). */
+  readonly eos_token_ids: readonly number[];
+  readonly pad_token_id: number | null;
+  /** Folder (relative to the export) with tokenizer.json; null when the base had none. */
+  readonly tokenizer: string | null;
+  readonly tokenizer_files: readonly string[];
+}
+
 export interface OnnxManifest {
   readonly format: "loraport-onnx";
   readonly version: 1;
@@ -59,6 +86,8 @@ export interface OnnxManifest {
   readonly heads: readonly HeadInputEntry[];
   readonly head_defaults_file: string | null;
   readonly adapter: { readonly path: string; readonly config: Readonly<Record<string, unknown>> } | null;
+  /** Causal LMs exported with a KV cache; null or absent otherwise (exports of earlier versions have none). */
+  readonly generation?: GenerationInfo | null;
 }
 
 /** Read `<dir>/loraport-onnx.json` and check the fields the runtime relies on. */
@@ -100,6 +129,15 @@ export function readManifest(dir: string): OnnxManifest {
   if (m.head_defaults_file) {
     const p = join(dir, m.head_defaults_file);
     if (!existsSync(p)) throw new FileMissingError(p, `${p}: head defaults named by ${file} are missing`);
+  }
+  if (m.generation != null) {
+    const g = m.generation;
+    const kv = g.kv_cache;
+    need(typeof kv === "object" && kv !== null && Number.isInteger(kv.layers) && Number.isInteger(kv.kv_heads) && Number.isInteger(kv.head_dim) &&
+      Array.isArray(kv.past_inputs) && Array.isArray(kv.present_outputs) && kv.past_inputs.length === 2 * kv.layers && kv.present_outputs.length === 2 * kv.layers &&
+      typeof kv.position_ids_input === "string", "generation.kv_cache", "{layers, kv_heads, head_dim, past_inputs, present_outputs (2 per layer), position_ids_input}");
+    need(Array.isArray(g.eos_token_ids) && g.eos_token_ids.every((x) => Number.isInteger(x)), "generation.eos_token_ids", "an array of token ids");
+    need(g.tokenizer === null || typeof g.tokenizer === "string", "generation.tokenizer", "a folder name or null");
   }
   const model = join(dir, m.model_file!);
   if (!existsSync(model)) throw new FileMissingError(model, `${model}: no such file (named by ${file})`);

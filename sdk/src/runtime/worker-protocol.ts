@@ -11,12 +11,29 @@ export interface WireTensor {
   readonly data: Float32Array | BigInt64Array | Uint16Array;
 }
 
+/** The graph's KV cache as the worker needs it (from the manifest's `generation.kv_cache`). */
+export interface WorkerKvLayout {
+  readonly past: readonly string[];
+  readonly present: readonly string[];
+  readonly positionIds: string;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
 export type WorkerRequest =
-  | { readonly id: number; readonly op: "init"; readonly modelPath: string; readonly providers: readonly ExecutionProvider[]; readonly intraOpNumThreads?: number; readonly interOpNumThreads?: number }
+  | { readonly id: number; readonly op: "init"; readonly modelPath: string; readonly providers: readonly ExecutionProvider[]; readonly intraOpNumThreads?: number; readonly interOpNumThreads?: number; readonly kv?: WorkerKvLayout }
   /** Build an adapter's feeds once in the worker; later runs pick them by name (the swap is a map lookup). */
   | { readonly id: number; readonly op: "setAdapter"; readonly name: string; readonly feeds: Readonly<Record<string, WireTensor>> }
   | { readonly id: number; readonly op: "dropAdapter"; readonly name: string }
   | { readonly id: number; readonly op: "run"; readonly adapter: string | null; readonly inputs: Readonly<Record<string, WireTensor>>; readonly outputs: readonly string[] }
+  /**
+   * Start a cached sequence group: run the prompt rows (`input_ids`, `attention_mask` `[batch, T]`, left-padded)
+   * and keep their KV cache in the worker under `seq`. Replies with the last position's logits `[batch, vocab]`.
+   */
+  | { readonly id: number; readonly op: "prefill"; readonly seq: number; readonly adapter: string | null; readonly inputIds: BigInt64Array; readonly attentionMask: BigInt64Array; readonly dims: readonly [number, number] }
+  /** One new token per row of group `seq` (`[batch]`); the cache grows by one; replies with logits `[batch, vocab]`. */
+  | { readonly id: number; readonly op: "decode"; readonly seq: number; readonly tokens: BigInt64Array }
+  | { readonly id: number; readonly op: "release"; readonly seq: number }
   | { readonly id: number; readonly op: "close" };
 
 export type WorkerResponse =
