@@ -17,6 +17,8 @@ class ModelEntry:
     adapter_kind: str | None = None
     adapters: list[str] = field(default_factory=list)
     loralib_meta: dict = field(default_factory=dict)
+    # The Hugging Face folder it was loaded from (its tokenizer files travel with exports); None otherwise.
+    source_dir: str | None = None
 
 
 class UnknownHandle(LookupError):

@@ -22,6 +22,8 @@ export interface ExportOnnxOptions extends CallOptions {
   readonly externalData?: "auto" | "yes" | "no";
   /** Causal LMs: a KV-cache graph for `generate` (default `true`); `false` gives the plain forward graph. */
   readonly kvCache?: boolean;
+  /** A folder whose tokenizer files are copied into the export (default: the base folder, or a handle's source folder). */
+  readonly tokenizer?: string;
 }
 
 export interface ExportTrainStepOptions extends CallOptions {
@@ -42,7 +44,7 @@ export interface ExportTrainStepOptions extends CallOptions {
 export type TrainStepModel = string | { readonly builtin: "gpt2" | "llama" | "roberta"; readonly config?: Record<string, unknown> };
 
 export function exportOnnxCall(model: string | ModelHandle, out: string, options: ExportOnnxOptions): { params: ExportOnnxParams; call: CallOptions } {
-  const { mode, targets, adapter, externalData, headInputs, kvCache, ...call } = options;
+  const { mode, targets, adapter, externalData, headInputs, kvCache, tokenizer, ...call } = options;
   const params: ExportOnnxParams = {
     ...(typeof model === "string" ? { base: resolve(model) } : { handle: model.handle }),
     out: resolve(out),
@@ -52,6 +54,7 @@ export function exportOnnxCall(model: string | ModelHandle, out: string, options
     ...(externalData !== undefined ? { externalData } : {}),
     ...(headInputs !== undefined ? { headInputs: [...headInputs] } : {}),
     ...(kvCache !== undefined ? { kvCache } : {}),
+    ...(tokenizer !== undefined ? { tokenizer: resolve(tokenizer) } : {}),
   };
   return { params, call };
 }

@@ -5,7 +5,7 @@
 import { SidecarExitedError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type {
-  AttachAdapterParams, AttachAdapterResult, ForwardParams, GetTensorsParams, LoadModelResult, MergeAndUnloadResult,
+  AttachAdapterParams, AttachAdapterResult, ForwardParams, GetTensorsParams, HfGenerateParams, HfGenerateResult, LoadModelResult, MergeAndUnloadResult,
   SaveAdapterParams, SaveAdapterResult,
 } from "./generated/methods.js";
 import type { TensorsIn } from "./internal/codec.js";
@@ -53,6 +53,12 @@ export class ModelHandle implements AsyncDisposable {
   async forward(inputs: Readonly<Record<string, Tensor>>, params: Omit<ForwardParams, "handle"> = {}, opts?: CallOptions): Promise<Readonly<Record<string, Tensor>>> {
     this.check();
     return (await this.sc.call("forward", { handle: this.handle, ...params }, inputs, opts)).named;
+  }
+
+  /** transformers' own greedy `generate` (with the attached PEFT adapter): the reference for loraport's generation. */
+  async hfGenerate(params: Omit<HfGenerateParams, "handle">, opts?: CallOptions): Promise<HfGenerateResult> {
+    this.check();
+    return (await this.sc.call("hfGenerate", { handle: this.handle, ...params }, undefined, opts)).result;
   }
 
   async mergeAndUnload(opts?: CallOptions): Promise<MergeAndUnloadResult> {

@@ -33,6 +33,7 @@ interface Row {
   text: string;
   finish: FinishReason | undefined;
   stoppedBy: string | number | undefined;
+  readonly sampler: Sampler;
 }
 
 /** Checks the options that do not depend on the prompts (before any model work); returns maxNewTokens. */
@@ -75,9 +76,10 @@ export async function generateBatch(
   const stop = parseStop(options.stop);
   const eos = options.ignoreEos ? [] : gen.eos_token_ids;
   const pad = gen.pad_token_id ?? gen.eos_token_ids[0] ?? 0;
-  const sampler = new Sampler(options);
+  // One sampler per row, row i seeded with seed + i: a prompt's tokens do not depend on what else is in the batch.
   const rows: Row[] = prompts.map((p, index) => ({
     index, history: [...p], tokens: [], logits: [], stop: new StopMatcher(stop, eos), decoder: decoders?.(), text: "", finish: undefined, stoppedBy: undefined,
+    sampler: new Sampler({ ...options, ...(options.seed !== undefined ? { seed: (BigInt(options.seed) + BigInt(index)) % (1n << 64n) } : {}) }),
   }));
 
   // Left padding: every row's last prompt token sits in the last column, so one decode step serves all rows.
@@ -99,7 +101,7 @@ export async function generateBatch(
           continue;
         }
         const logits = data.subarray(row.index * vocab, (row.index + 1) * vocab);
-        const token = sampler.next(logits, row.history);
+        const token = row.sampler.next(logits, row.history);
         if (options.outputLogits) row.logits.push(logits.slice());
         row.history.push(token);
         row.tokens.push(token);
@@ -112,8 +114,16 @@ export async function generateBatch(
           row.finish = "stop";
           row.stoppedBy = s.stop;
         } else if (row.tokens.length >= maxNew) {
-          row.finish = "length";
-          text += row.stop.flush() + (row.decoder?.flush() ?? "");
+          // The decoder's held-back tail may still complete a stop string: check it before flushing.
+          const tail = row.stop.push(row.decoder?.flush() ?? "");
+          text += tail.text;
+          if (tail.done) {
+            row.finish = "stop";
+            row.stoppedBy = tail.stop;
+          } else {
+            row.finish = "length";
+            text += row.stop.flush();
+          }
         }
         row.text += text;
         emit({ index: row.index, tokenId: token, text });

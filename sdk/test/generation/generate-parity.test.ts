@@ -94,7 +94,7 @@ describe.each(FAMILIES)("%s", (family) => {
     }
     const eos = await greedy(model, null, { ignoreEos: false });
     expect(eos.map((x) => x.tokens)).toEqual(r.adapterEos);
-    for (const [b, x] of eos.entries()) expect(x.finishReason).toBe(x.tokens.length < NEW_TOKENS ? "stop" : "length");
+    for (const x of eos) expect(x.finishReason).toBe(x.tokens.length < NEW_TOKENS ? "stop" : "length");
   });
 
   it("KV-cache decoding equals a full recompute of each sequence", async () => {

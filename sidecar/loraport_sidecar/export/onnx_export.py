@@ -259,9 +259,10 @@ def export_onnx(
     progress: Progress = _no_progress,
     head_inputs: list[str] | None = None,
     kv_cache: bool = True,
+    tokenizer_dir: str | os.PathLike | None = None,
 ) -> ExportResult:
-    """Export `base_dir` (a Hugging Face model folder) to `out_dir` (model.onnx + loraport-onnx.json, and its
-    tokenizer files under tokenizer/)."""
+    """Export `base_dir` (a Hugging Face model folder) to `out_dir` (model.onnx + loraport-onnx.json, and the
+    tokenizer files of `tokenizer_dir`, default the base folder, under tokenizer/)."""
     t0 = time.perf_counter()
     if mode not in ("adapter-inputs", "merged"):
         raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
@@ -269,7 +270,7 @@ def export_onnx(
     model, config, source_dtype = load_base(base_dir)
     return export_model(model, out_dir, mode=mode, targets=targets, adapter_dir=adapter_dir, external_data=external_data,
                         progress=progress, source_dtype=source_dtype, base_path=str(Path(base_dir).resolve()), t0=t0, head_inputs=head_inputs,
-                        tokenizer_dir=base_dir, kv_cache=kv_cache)
+                        tokenizer_dir=tokenizer_dir if tokenizer_dir is not None else base_dir, kv_cache=kv_cache)
 
 
 def export_model(
@@ -402,6 +403,8 @@ def export_model(
             # The base's own head values: what the runtime feeds when an adapter brings no head.
             save_file(head_defaults, str(tmp / HEADS_NAME), metadata={"format": "pt"})
         progress("export", 3, 4, "writing manifest")
+        if tokenizer_dir is not None and not Path(tokenizer_dir).is_dir():
+            raise ExportError(f"tokenizer: {tokenizer_dir} is not a folder (expected one with tokenizer.json)")
         tokenizer = copy_tokenizer(tokenizer_dir, tmp) if tokenizer_dir is not None else []
         generation = generation_block(model, config, kv, tokenizer, Path(tokenizer_dir) if tokenizer_dir is not None else None) if kv else None
         manifest = build_manifest(model_path=model_path, mode=mode, config=config, opset=OPSET, checksum=checksum,

@@ -27,6 +27,7 @@ def export_onnx_op(ctx, params, tensors):
     targets = params.get("targets")
     heads = params.get("headInputs")
     kv = params.get("kvCache", True)
+    tokenizer = params.get("tokenizer")
 
     def progress(phase: str, done: int, total: int, message: str) -> None:
         ctx.check_cancelled()
@@ -36,7 +37,8 @@ def export_onnx_op(ctx, params, tensors):
         raise ValueError("exportOnnx: give exactly one of 'base' (a model folder) or 'handle' (a loaded model)")
     if "base" in params:
         res = export_onnx(params["base"], params["out"], mode=mode, targets=targets, adapter_dir=params.get("adapter"),
-                          external_data=ext, progress=progress, head_inputs=heads, kv_cache=kv)
+                          external_data=ext, progress=progress, head_inputs=heads, kv_cache=kv,
+                          tokenizer_dir=tokenizer)
     else:
         entry = ctx.models.get(params["handle"])
         if params.get("adapter"):
@@ -46,6 +48,7 @@ def export_onnx_op(ctx, params, tensors):
             raise ValueError("mode 'merged' needs an adapter attached to the handle (attachAdapter)")
         model = _plain_copy(entry, merged)
         res = export_model(model, params["out"], mode=mode, targets=targets, external_data=ext, progress=progress,
-                           source_dtype=entry.dtype, base_path=f"handle:{params['handle']}", premerged=merged, head_inputs=heads, kv_cache=kv)
+                           source_dtype=entry.dtype, base_path=f"handle:{params['handle']}", premerged=merged, head_inputs=heads, kv_cache=kv,
+                           tokenizer_dir=tokenizer or entry.source_dir)
     return {"out": res.out_dir, "seconds": res.seconds, "mode": res.manifest["mode"], "loraModules": len(res.manifest["lora"]),
             "checksum": res.manifest["base"]["checksum"]}, None

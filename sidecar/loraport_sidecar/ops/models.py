@@ -77,7 +77,8 @@ def load_model(ctx, params, tensors):
     model.eval()
     dtype = next(model.parameters()).dtype
     entry = ModelEntry(model=model, architecture=type(model).__name__, device=device,
-                       dtype=TORCH_NAME_TO_DTYPE[str(dtype).removeprefix("torch.")])
+                       dtype=TORCH_NAME_TO_DTYPE[str(dtype).removeprefix("torch.")],
+                       source_dir=src["path"] if src["kind"] == "folder" else None)
     handle = ctx.models.add(entry)
     ctx.progress(3, 3, handle, phase="loadModel")
     return {"handle": handle, "architecture": entry.architecture,

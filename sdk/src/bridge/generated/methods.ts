@@ -147,6 +147,10 @@ export interface ExportOnnxParams {
    */
   externalData?: "auto" | "yes" | "no";
   /**
+   * A folder whose tokenizer files (tokenizer.json, tokenizer_config.json, chat_template.jinja, generation_config.json, ...) are copied into the export's tokenizer/. Default: the base folder, or the folder a handle was loaded from.
+   */
+  tokenizer?: string;
+  /**
    * Causal LMs: a KV-cache graph (position_ids, past_key_values.* in, present.* out) for generation. false: the plain (input_ids, attention_mask) -> logits graph.
    */
   kvCache?: boolean;
@@ -322,6 +326,43 @@ export interface SidecarLimits {
 }
 
 /**
+ * hfGenerate params. The reference generation: transformers' generate(do_sample=False) on a handle (with its attached PEFT adapter, if any), prompts left-padded as a batch, under no_grad. For the demo's and the benchmark's side-by-side runs. No tensors in or out.
+ */
+export interface HfGenerateParams {
+  /**
+   * A model handle from loadModel (a causal LM).
+   */
+  handle: string;
+  /**
+   * Token ids per prompt, any lengths.
+   *
+   * @minItems 1
+   */
+  prompts: [[number, ...number[]], ...[number, ...number[]][]];
+  maxNewTokens: number;
+  /**
+   * Generate exactly maxNewTokens (EOS ids unset for this call).
+   */
+  ignoreEos?: boolean;
+  /**
+   * Left-padding id; default the model's pad id, else its first EOS id, else 0.
+   */
+  padTokenId?: number;
+}
+
+export interface HfGenerateResult {
+  /**
+   * New tokens per prompt, cut after the first EOS (unless ignoreEos).
+   */
+  tokens: number[][];
+  /**
+   * From the call to the first new token (a streamer's second put).
+   */
+  ttftMs: number;
+  totalMs: number;
+}
+
+/**
  * loadModel params. Load a transformers model into the sidecar and return a handle. Progress events while loading. No tensors in or out.
  */
 export interface LoadModelParams {
@@ -459,6 +500,7 @@ export interface MethodMap {
   generate: { params: GenerateParams; result: GenerateResult };
   getTensors: { params: GetTensorsParams; result: GetTensorsResult };
   hello: { params: HelloParams; result: HelloResult };
+  hfGenerate: { params: HfGenerateParams; result: HfGenerateResult };
   loadModel: { params: LoadModelParams; result: LoadModelResult };
   mergeAndUnload: { params: MergeAndUnloadParams; result: MergeAndUnloadResult };
   ping: { params: PingParams; result: PingResult };
@@ -469,4 +511,4 @@ export interface MethodMap {
 
 export type MethodName = keyof MethodMap;
 
-export const METHOD_NAMES: readonly MethodName[] = ["attachAdapter","conformanceCase","echo","exportOnnx","exportTrainStep","fail","forward","generate","getTensors","hello","loadModel","mergeAndUnload","ping","releaseModel","saveAdapter","sleep"];
+export const METHOD_NAMES: readonly MethodName[] = ["attachAdapter","conformanceCase","echo","exportOnnx","exportTrainStep","fail","forward","generate","getTensors","hello","hfGenerate","loadModel","mergeAndUnload","ping","releaseModel","saveAdapter","sleep"];

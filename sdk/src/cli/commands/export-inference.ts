@@ -40,6 +40,7 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
       ...(adapterDir ? { adapter: adapterDir } : {}),
       ...(opts.externalData ? { externalData: opts.externalData } : {}),
       ...(opts.headInputs ? { headInputs: opts.headInputs === "none" ? [] : opts.headInputs.split(",").map((s) => s.trim()).filter(Boolean) } : {}),
+      ...(opts.kvCache === false ? { kvCache: false } : {}),
       onProgress: bar.onProgress,
     });
     bar.stop();

@@ -12,6 +12,8 @@ export interface ExportCliOptions {
   readonly targets?: string;
   readonly externalData?: "auto" | "yes" | "no";
   readonly headInputs?: string;
+  /** commander's `--no-kv-cache` sets this false. */
+  readonly kvCache?: boolean;
   readonly alpha?: string;
   readonly loraR?: string;
   readonly enableLora?: string;
@@ -42,6 +44,7 @@ export function registerExport(program: Command): void {
     .option("--targets <names>", "adapter-inputs: comma-separated modules that get LoRA inputs (default: PEFT's for the architecture)")
     .option("--head-inputs <names>", "adapter-inputs: modules given as whole-tensor inputs, or 'none' (default: classifier for sequence classification)")
     .option("--external-data <when>", "weights as external data: auto | yes | no", "auto")
+    .option("--no-kv-cache", "causal LMs: a plain forward graph without the KV cache (no 'loraport generate')")
     .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
     .option("--lora-r <n>", "loralib checkpoints: rank r")
     .option("--enable-lora <qkv>", "loralib checkpoints: MergedLinear blocks, e.g. q,v")
