@@ -7,6 +7,9 @@
  *   curl -s http://127.0.0.1:8787/v1/logits -d '{"adapter": "beta", "ids": [1, 5, 9]}'
  *   curl -s http://127.0.0.1:8787/v1/logits -d '{"ids": [1, 5, 9]}'        # no adapter: the base model
  *   curl -s http://127.0.0.1:8787/v1/adapters
+ *   curl -s http://127.0.0.1:8787/v1/generate -d '{"adapter": "alpha", "ids": [1, 5, 9], "max_new_tokens": 16}'
+ *   # → {"adapter":"alpha","tokens":[...16 new ids],"text":"","finish_reason":"length",...}   (greedy; KV cache)
+ *   #   "prompt": "text" instead of "ids" with an export that has a tokenizer (--model); "temperature", "seed" too
  *
  * On first run it builds what it serves into its cache folder (default .loraport-cache/serve-adapters, or --cache DIR):
  * the sidecar exports loraport's tiny seeded GPT-2 with LoRA inputs, and two PEFT adapters (ranks 4 and 8) are
@@ -18,8 +21,9 @@ import { existsSync, mkdirSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
 import {
-  LoraModel, LoraportError, Sidecar, lastLogits, loraConfig, readAdapterFromPath, tensor, writePeftAdapter,
+  LoraportError, Sidecar, TextModel, lastLogits, loraConfig, readAdapterFromPath, tensor, writePeftAdapter,
   type LoraAdapter, type LoraModule,
 } from "../sdk/src/index.js";
 
@@ -50,7 +54,9 @@ async function prepareDefaults(cache: string): Promise<{ model: string; adapters
   mkdirSync(cache, { recursive: true });
   if (!existsSync(join(adapters.alpha, "adapter_config.json"))) await writePeftAdapter(adapters.alpha, seededAdapter(1, 4));
   if (!existsSync(join(adapters.beta, "adapter_config.json"))) await writePeftAdapter(adapters.beta, seededAdapter(2, 8));
-  if (!existsSync(join(model, "loraport-onnx.json"))) {
+  // (Re-)export when missing, or when an earlier loraport wrote it without the KV cache generation needs.
+  const manifest = join(model, "loraport-onnx.json");
+  if (!existsSync(manifest) || !(JSON.parse(readFileSync(manifest, "utf8")) as { generation?: unknown }).generation) {
     console.log("first run: exporting the tiny GPT-2 with LoRA inputs (sidecar)…");
     const sc = await Sidecar.start();
     try {
@@ -77,11 +83,11 @@ async function main(): Promise<void> {
     ({ model: modelDir, adapters: adapterPaths } = await prepareDefaults(resolve(args.cache!)));
   }
 
-  const model = await LoraModel.load(modelDir);
-  if (model.providerNote) console.log(model.providerNote);
+  const text = await TextModel.load(modelDir);
+  const model = text.lora;
   for (const [name, path] of Object.entries(adapterPaths)) await model.registerAdapter(name, (await readAdapterFromPath(path)).adapter);
 
-  const server = createServer((req, res) => void handle(model, req, res));
+  const server = createServer((req, res) => void handle(text, req, res));
   server.listen(Number(args.port), args.host, () => {
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : args.port;
@@ -90,28 +96,43 @@ async function main(): Promise<void> {
   });
   const stop = async (): Promise<void> => {
     server.close();
-    await model.close();
+    await text.close();
     process.exit(0);
   };
   process.on("SIGINT", () => void stop());
   process.on("SIGTERM", () => void stop());
 }
 
-async function handle(model: LoraModel, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(text: TextModel, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const model = text.lora;
   const send = (status: number, body: unknown): void => {
     res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
   };
   try {
     if (req.method === "GET" && req.url === "/v1/adapters") return send(200, { adapters: model.adapters, provider: model.provider });
-    if (req.method !== "POST" || req.url !== "/v1/logits") return send(404, { error: "POST /v1/logits or GET /v1/adapters" });
-    let text = "";
-    for await (const chunk of req) {
-      text += chunk;
-      if (text.length > 1_000_000) return send(413, { error: "request body over 1 MB" });
+    if (req.method !== "POST" || (req.url !== "/v1/logits" && req.url !== "/v1/generate")) {
+      return send(404, { error: "POST /v1/logits, POST /v1/generate or GET /v1/adapters" });
     }
-    const body = JSON.parse(text) as { adapter?: string | null; ids?: number[] };
-    if (!Array.isArray(body.ids)) return send(400, { error: "body: expected {\"ids\": [token ids], \"adapter\"?: name}" });
-    const out = await model.run({ inputIds: body.ids }, { adapter: body.adapter ?? null });
+    let raw = "";
+    for await (const chunk of req) {
+      raw += chunk;
+      if (raw.length > 1_000_000) return send(413, { error: "request body over 1 MB" });
+    }
+    const body = JSON.parse(raw) as { adapter?: string | null; ids?: unknown; prompt?: unknown; max_new_tokens?: number; temperature?: number; seed?: number };
+    const adapter = body.adapter ?? null;
+    if (req.url === "/v1/generate") {
+      const prompt = typeof body.prompt === "string" ? body.prompt : body.ids;
+      if (typeof prompt !== "string" && !(Array.isArray(prompt) && prompt.every((x) => typeof x === "number"))) {
+        return send(400, { error: 'body: expected {"ids": [token ids]} or {"prompt": "text"}, "adapter"?, "max_new_tokens"?, "temperature"?, "seed"?' });
+      }
+      const out = await text.generate(prompt as string | number[], {
+        adapter, maxNewTokens: body.max_new_tokens ?? 32, ...(body.temperature !== undefined ? { temperature: body.temperature } : {}), ...(body.seed !== undefined ? { seed: body.seed } : {}),
+      }).result;
+      return send(200, { adapter, tokens: out.tokens, text: out.text, finish_reason: out.finishReason, ttft_ms: out.timings.ttftMs, tokens_per_s: out.timings.tokensPerSecond });
+    }
+    // One sequence per request: a batch ([[...], [...]]) would need a row choice, so it is refused, not cut to row 0.
+    if (!Array.isArray(body.ids) || !body.ids.every((x) => typeof x === "number")) return send(400, { error: 'body: expected {"ids": [token ids] (one sequence), "adapter"?: name}' });
+    const out = await model.run({ inputIds: body.ids as number[] }, { adapter });
     send(200, { adapter: out.adapter, provider: out.provider, ms: out.ms, logits: Array.from(lastLogits(out)) });
   } catch (err) {
     const status = err instanceof LoraportError || err instanceof SyntaxError ? 400 : 500;

@@ -11,6 +11,8 @@ export { mmapAvailable } from "./formats/mmap.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./adapter/index.js";
 export * from "./runtime/index.js";
+export * from "./tokenizer/index.js";
+export * from "./generation/index.js";
 export * from "./bridge/index.js";
 export * from "./conformance/index.js";
 export * from "./training/index.js";

@@ -38,8 +38,8 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-async function post(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${url}/v1/logits`, { method: "POST", body: JSON.stringify(body) });
+async function post(body: unknown, path = "/v1/logits"): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${url}${path}`, { method: "POST", body: JSON.stringify(body) });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
@@ -76,7 +76,35 @@ print(json.dumps(out))
     expect(diff).toBeGreaterThan(1e-3); // the two adapters really differ
   });
 
+  it("generates text per adapter: greedy tokens equal transformers + PEFT generate", async () => {
+    const ref = runPythonJson<Record<string, number[]>>(`
+import sys, json, torch
+from peft import PeftModel
+from loraport_sidecar.reference import tiny_models as t
+d = sys.argv[1]
+ids = torch.tensor([${IDS.join(",")}]).unsqueeze(0)
+out = {}
+def gen(m):
+    with torch.no_grad():
+        return m.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12)[0, ids.shape[1]:].tolist()
+out["base"] = gen(t.gpt2())
+for name in ("alpha", "beta"):
+    out[name] = gen(PeftModel.from_pretrained(t.gpt2(), d + "/adapter-" + name).eval())
+print(json.dumps(out))
+`, [tmp.dir]);
+    const names = ["alpha", "beta", null] as const;
+    const answers = await Promise.all(names.map((a) => post({ adapter: a, ids: IDS, max_new_tokens: 12 }, "/v1/generate")));
+    for (const [i, a] of names.entries()) {
+      expect(answers[i]!.status).toBe(200);
+      expect(answers[i]!.json["tokens"], `adapter ${a}`).toEqual(ref[a ?? "base"]);
+    }
+    expect(ref["alpha"]).not.toEqual(ref["beta"]);
+  });
+
   it("answers bad requests with 400 and a message", async () => {
+    const batch = await post({ ids: [[1, 2], [3, 4]] });
+    expect(batch.status).toBe(400);
+    expect(String(batch.json["error"])).toMatch(/one sequence/);
     const unknown = await post({ adapter: "gamma", ids: IDS });
     expect(unknown.status).toBe(400);
     expect(String(unknown.json["error"])).toMatch(/gamma.*not registered/);

@@ -4,6 +4,7 @@ import { registerConvert } from "./convert.js";
 import { registerConformance } from "./conformance.js";
 import { registerDemo } from "./demo.js";
 import { registerExport } from "./export.js";
+import { registerGenerate } from "./generate.js";
 import { registerMerge } from "./merge.js";
 import { registerRun } from "./run.js";
 import { registerTrain } from "./train.js";
@@ -11,4 +12,4 @@ import { registerInspect } from "./inspect.js";
 import { registerVerify } from "./verify.js";
 
 /** Every CLI command registers itself here, one file per command. */
-export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerInspect, registerConvert, registerMerge, registerCombine, registerExport, registerRun, registerTrain, registerConformance, registerVerify];
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerDemo, registerInspect, registerConvert, registerMerge, registerCombine, registerExport, registerRun, registerGenerate, registerTrain, registerConformance, registerVerify];
