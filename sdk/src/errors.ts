@@ -145,3 +145,12 @@ export class RuntimeError extends LoraportError {
     super(options?.code ?? "E_RUNTIME", message, options);
   }
 }
+
+// ---- serving -----------------------------------------------------------------------------------
+
+/** The server's queue is full: the caller should retry later (HTTP 429). */
+export class OverloadedError extends LoraportError {
+  constructor(message: string) {
+    super("E_OVERLOADED", message);
+  }
+}

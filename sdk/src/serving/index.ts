@@ -1,0 +1,3 @@
+export type { Engine, EngineModels, EngineRequest, EngineStats } from "./engine.js";
+export { LocalEngine, type LocalEngineOptions } from "./local-engine.js";
+export { AdapterRegistry, type AdapterRegistryOptions } from "./adapter-registry.js";
