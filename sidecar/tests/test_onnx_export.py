@@ -61,7 +61,8 @@ def _feeds_for(peft_model, manifest: dict) -> dict[str, np.ndarray]:
         else:
             a = np.zeros((0, e["in_features"]), np.float32)
             b = np.zeros((e["out_features"], 0), np.float32)
-        feeds[e["a_input"]], feeds[e["b_input"]] = a, b
+        # One-slot tables (every row on slot 0, see _model_feeds).
+        feeds[e["a_input"]], feeds[e["b_input"]] = a[None], b[None]
     return feeds
 
 
@@ -83,8 +84,8 @@ def _head_feeds(manifest: dict, out_dir: Path, peft_model=None) -> dict[str, np.
 def _rank0(manifest: dict) -> dict[str, np.ndarray]:
     out = {}
     for e in manifest["lora"]:
-        out[e["a_input"]] = np.zeros((0, e["in_features"]), np.float32)
-        out[e["b_input"]] = np.zeros((e["out_features"], 0), np.float32)
+        out[e["a_input"]] = np.zeros((1, 0, e["in_features"]), np.float32)
+        out[e["b_input"]] = np.zeros((1, e["out_features"], 0), np.float32)
     return out
 
 
@@ -98,6 +99,8 @@ def _model_feeds(manifest: dict, ids, mask) -> dict[str, np.ndarray]:
     """A plain forward's feeds for either graph: a KV-cache graph (causal LMs) gets positions 0..T-1 and a past of
     one masked slot, which is how loraport's runtime runs it without a cache."""
     feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    if manifest.get("lora_index_input"):
+        feeds[manifest["lora_index_input"]] = np.zeros(ids.shape[0], np.int64)
     gen = manifest.get("generation")
     if gen:
         kv = gen["kv_cache"]

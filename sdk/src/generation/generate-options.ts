@@ -7,6 +7,8 @@ import type { SamplingOptions, StopOption } from "./sampling-options.js";
 export interface GenerateOptions extends SamplingOptions {
   /** A registered adapter's name; omitted or null = the base model (or a merged export's own adapter). */
   readonly adapter?: string | null;
+  /** Batches: one adapter per prompt (null = the base) instead of `adapter` — a mixed-adapter batch in one session run. */
+  readonly adapters?: readonly (string | null)[];
   /** New tokens at most per sequence (default 64). Prompt + new tokens must fit the model's positions. */
   readonly maxNewTokens?: number;
   /** Stop strings and/or stop token ids (OpenAI's and vLLM's `stop`); the stop itself is not in the text. */

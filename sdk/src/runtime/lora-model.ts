@@ -13,7 +13,7 @@ import { tensor, type Tensor } from "../tensor/index.js";
 import { adapterFeeds, baseFeeds, type AdapterSource } from "./adapter-feeds.js";
 import { readManifest, type OnnxManifest } from "./manifest.js";
 import { chooseProviders, type ExecutionProvider, type ProviderRequest } from "./providers.js";
-import { BASE_ADAPTER, type WireTensor, type WorkerKvLayout, type WorkerRequest, type WorkerResponse } from "./worker-protocol.js";
+import { BASE_ADAPTER, type WireTensor, type WorkerKvLayout, type WorkerLoraLayout, type WorkerRequest, type WorkerResponse } from "./worker-protocol.js";
 import { readSafetensors } from "../formats/safetensors/index.js";
 
 export interface LoraModelOptions {
@@ -34,6 +34,11 @@ export interface ModelInputs {
 export interface RunOptions {
   /** A registered adapter's name; omitted or null = the base model (rank 0) or, for a merged export, its adapter. */
   readonly adapter?: string | null;
+  /**
+   * One adapter per batch row (null = the base), instead of `adapter`: a mixed batch in one `session.run`
+   * (adapter-inputs exports; rows with whole-tensor heads cannot be mixed).
+   */
+  readonly adapters?: readonly (string | null)[];
 }
 
 export interface RunResult {
@@ -99,6 +104,9 @@ export class LoraModel {
   /** Load an exported folder (model.onnx + loraport-onnx.json) and start its session on a worker thread. */
   static async load(dir: string, options: LoraModelOptions = {}): Promise<LoraModel> {
     const manifest = readManifest(dir);
+    if (manifest.mode === "adapter-inputs" && !manifest.lora_index_input) {
+      throw new RuntimeError(`${dir}: exported by an earlier loraport (LoRA inputs without factor tables, before mixed-adapter batches); re-export it with 'loraport export'`);
+    }
     const choice = chooseProviders(options.executionProviders ?? "auto");
     options.onProgress?.({ phase: "load", done: 0, total: 1, unit: "sessions", message: `creating session (${choice.providers.join(", ")})` });
     const worker = startWorker();
@@ -111,6 +119,7 @@ export class LoraModel {
         const req: WorkerRequest = {
           id: 0, op: "init", modelPath: join(dir, manifest.model_file), providers: choice.providers,
           ...(manifest.generation ? { kv: workerKv(manifest) } : {}),
+          ...(manifest.mode === "adapter-inputs" && manifest.lora_index_input ? { lora: workerLora(manifest) } : {}),
           ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
           ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {}),
         };
@@ -121,7 +130,7 @@ export class LoraModel {
       throw new RuntimeError(`${join(dir, manifest.model_file)}: ONNX Runtime could not create a session: ${(err as Error).message}`, { cause: err });
     }
     const model = new LoraModel(dir, manifest, worker, state, init.provider ?? "cpu", choice.note, init.inputNames ?? []);
-    const missing = [...manifest.lora.flatMap((e) => [e.a_input, e.b_input]), ...manifest.heads.map((h) => h.input)].filter((n) => !model.inputNames.includes(n));
+    const missing = [...manifest.lora.flatMap((e) => [e.a_input, e.b_input]), ...manifest.heads.map((h) => h.input), ...(manifest.lora_index_input ? [manifest.lora_index_input] : [])].filter((n) => !model.inputNames.includes(n));
     if (missing.length > 0) {
       await model.close();
       throw new RuntimeError(`${dir}: graph lacks LoRA inputs named in the manifest: ${missing.slice(0, 3).join(", ")} (manifest and model.onnx from different exports?)`);
@@ -193,10 +202,22 @@ export class LoraModel {
     await this.#request({ id: 0, op: "dropAdapter", name });
   }
 
-  #checkAdapter(adapter: string | null): void {
-    if (adapter !== null && !this.#adapters.has(adapter)) {
-      throw new AdapterError(`adapter '${adapter}' is not registered (registered: ${this.adapters.join(", ") || "none"})`);
+  /** Each row's adapter as the worker names it (null for a graph without LoRA inputs), checked and registered. */
+  #rows(options: RunOptions, batch: number): string[] | null {
+    const per = options.adapters;
+    if (per !== undefined) {
+      if (options.adapter != null) throw new RuntimeError("options: give either adapter (one for the batch) or adapters (one per row), not both");
+      if (!Array.isArray(per) || per.length !== batch) throw new RuntimeError(`adapters: expected one entry per batch row (${batch}), got ${Array.isArray(per) ? per.length : typeof per}`);
     }
+    const names = per ?? Array<string | null>(batch).fill(options.adapter ?? null);
+    for (const a of names) {
+      if (a !== null && !this.#adapters.has(a)) throw new AdapterError(`adapter '${a}' is not registered (registered: ${this.adapters.join(", ") || "none"})`);
+    }
+    if (this.manifest.mode !== "adapter-inputs") {
+      if (names.some((a) => a !== null)) throw new AdapterError(`${this.dir}: this model was exported with mode '${this.manifest.mode}' (its adapter is merged in); export with --mode adapter-inputs to choose adapters`);
+      return null;
+    }
+    return names.map((a) => a ?? BASE);
   }
 
   /** Whether this export has a KV cache (`prefill`/`decode`, and so generation). */
@@ -210,12 +231,10 @@ export class LoraModel {
    */
   async prefill(inputs: ModelInputs, options: RunOptions = {}): Promise<StepResult & { readonly batch: CachedBatch }> {
     if (!this.hasKvCache) throw new RuntimeError(`${this.dir}: this export has no KV cache (exported without one, or by an earlier loraport); re-export it to generate`);
-    const adapter = options.adapter ?? null;
-    this.#checkAdapter(adapter);
     const { ids, mask, dims } = this.#encode(inputs);
-    const batch: CachedBatch = { id: this.#nextBatch++, rows: dims[0]!, adapter };
-    const workerAdapter = this.manifest.mode === "adapter-inputs" ? (adapter ?? BASE) : null;
-    const res = await this.#request({ id: 0, op: "prefill", seq: batch.id, adapter: workerAdapter, inputIds: ids, attentionMask: mask, dims: [dims[0]!, dims[1]!] }, [ids.buffer as ArrayBuffer, mask.buffer as ArrayBuffer]);
+    const rows = this.#rows(options, dims[0]!);
+    const batch: CachedBatch = { id: this.#nextBatch++, rows: dims[0]!, adapter: options.adapter ?? null };
+    const res = await this.#request({ id: 0, op: "prefill", seq: batch.id, rows, inputIds: ids, attentionMask: mask, dims: [dims[0]!, dims[1]!] }, [ids.buffer as ArrayBuffer, mask.buffer as ArrayBuffer]);
     return { batch, ...this.#stepResult(res) };
   }
 
@@ -230,6 +249,18 @@ export class LoraModel {
     }
     const res = await this.#request({ id: 0, op: "decode", seq: batch.id, tokens: data }, [data.buffer as ArrayBuffer]);
     return this.#stepResult(res);
+  }
+
+  /** Append `from`'s rows to `into` (their caches aligned in the worker); `from` is consumed. Continuous batching. */
+  async mergeBatches(into: CachedBatch, from: CachedBatch): Promise<CachedBatch> {
+    await this.#request({ id: 0, op: "merge", into: into.id, from: from.id });
+    return { id: into.id, rows: into.rows + from.rows, adapter: into.adapter === from.adapter ? into.adapter : null };
+  }
+
+  /** Keep only rows `keep` (in that order) of a cached batch, e.g. when sequences finish; none left = released. */
+  async keepRows(batch: CachedBatch, keep: readonly number[]): Promise<CachedBatch> {
+    await this.#request({ id: 0, op: "keepRows", seq: batch.id, keep: [...keep] });
+    return { id: batch.id, rows: keep.length, adapter: batch.adapter };
   }
 
   /** Drop a cached batch's KV cache from the worker. */
@@ -247,14 +278,13 @@ export class LoraModel {
   /** Run a forward pass with the named adapter (or the base model). Requests queue on the worker in order. */
   async run(inputs: ModelInputs, options: RunOptions = {}): Promise<RunResult> {
     const adapter = options.adapter ?? null;
-    this.#checkAdapter(adapter);
     const { ids, mask, dims } = this.#encode(inputs);
+    const rows = this.#rows(options, dims[0]!);
     const wire: Record<string, WireTensor> = {
       input_ids: { type: "int64", dims, data: ids },
       attention_mask: { type: "int64", dims, data: mask },
     };
-    const workerAdapter = this.manifest.mode === "adapter-inputs" ? (adapter ?? BASE) : null;
-    const res = await this.#request({ id: 0, op: "run", adapter: workerAdapter, inputs: wire, outputs: ["logits"] }, [ids.buffer as ArrayBuffer, mask.buffer as ArrayBuffer]);
+    const res = await this.#request({ id: 0, op: "run", rows, inputs: wire, outputs: ["logits"] }, [ids.buffer as ArrayBuffer, mask.buffer as ArrayBuffer]);
     const out = res.outputs?.["logits"];
     if (!out || out.type !== "float32") throw new RuntimeError(`${this.dir}: model returned no float32 'logits' output`);
     return { logits: tensor("F32", out.dims, out.data as Float32Array), provider: res.provider ?? this.provider, adapter, ms: res.ms ?? 0, prepMs: res.prepMs ?? 0 };
@@ -299,6 +329,10 @@ export class LoraModel {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+function workerLora(manifest: OnnxManifest): WorkerLoraLayout {
+  return { index: manifest.lora_index_input!, modules: manifest.lora.map((e) => ({ a: e.a_input, b: e.b_input, in: e.in_features, out: e.out_features })) };
 }
 
 function workerKv(manifest: OnnxManifest): WorkerKvLayout {

@@ -22,9 +22,9 @@ export interface LoraInputEntry {
   /** Module path in the base model (no `base_model.model.` prefix), as `adapterFactors` keys it. */
   readonly module: string;
   readonly peft_module: string;
-  /** `[rank, in_features]`. */
+  /** The A table `[slots, rank, in_features]`: one slot per adapter the worker holds (an adapter's A is `[rank, in]`). */
   readonly a_input: string;
-  /** `[out_features, rank]`, scaling folded in. */
+  /** The B table `[slots, out_features, rank]`, scaling folded in (an adapter's B is `[out, rank]`). */
   readonly b_input: string;
   readonly in_features: number;
   readonly out_features: number;
@@ -82,6 +82,8 @@ export interface OnnxManifest {
   readonly inputs: readonly ValueInfo[];
   readonly outputs: readonly ValueInfo[];
   readonly lora: readonly LoraInputEntry[];
+  /** adapter-inputs: the int64 `[batch]` input with each row's slot in the factor tables; null when merged. */
+  readonly lora_index_input?: string | null;
   /** Whole-tensor head inputs (adapter-inputs exports of classification models); fed from the adapter or `head_defaults_file`. */
   readonly heads: readonly HeadInputEntry[];
   readonly head_defaults_file: string | null;

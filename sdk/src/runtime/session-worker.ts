@@ -4,11 +4,13 @@
  * Adapters' feeds are built once (`setAdapter`) and kept; a run names one, so switching adapters costs nothing.
  * KV caches of cached sequence groups (`prefill`/`decode`) stay here too: `present` outputs are fed back as the
  * next step's `past` without ever crossing to the main thread; only the last position's logits do.
+ * An adapter-inputs graph takes every adapter's factors as tables (one slot per adapter, ranks zero-padded) and each
+ * row's slot: the tables are rebuilt here when adapters change, so a batch can mix adapters at no per-step cost.
  */
 import { parentPort } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import type { ExecutionProvider } from "./providers.js";
-import { BASE_ADAPTER, type WireTensor, type WorkerKvLayout, type WorkerRequest, type WorkerResponse } from "./worker-protocol.js";
+import { BASE_ADAPTER, type WireTensor, type WorkerKvLayout, type WorkerLoraLayout, type WorkerRequest, type WorkerResponse } from "./worker-protocol.js";
 
 if (!parentPort) throw new Error("session-worker must run as a worker thread");
 const port = parentPort;
@@ -16,12 +18,17 @@ const port = parentPort;
 let session: ort.InferenceSession | undefined;
 let provider: ExecutionProvider = "cpu";
 let kv: WorkerKvLayout | undefined;
+let lora: WorkerLoraLayout | undefined;
+/** Each adapter's own feeds as registered: factors `A [r, in]`, `B [out, r]` by input name, and head tensors. */
 const adapters = new Map<string, Record<string, ort.Tensor>>();
+/** The factor tables built from `adapters` (slot 0 = the base), rebuilt when an adapter comes or goes. */
+let tables: { readonly slotOf: Map<string, number>; readonly feeds: Record<string, ort.Tensor> } | undefined;
 
 /** A cached sequence group: its adapter, the mask over [dummy slot, prompt, generated], next positions, the cache. */
 interface SequenceGroup {
-  readonly adapter: string | null;
+  readonly rows: readonly string[] | null;
   readonly batch: number;
+  /** Columns of the mask = the cache's past length (the dummy slot included until trimmed). */
   mask: BigInt64Array;
   columns: number;
   readonly nextPosition: BigInt64Array;
@@ -33,12 +40,52 @@ function toOrt(t: WireTensor): ort.Tensor {
   return new ort.Tensor(t.type, t.data, [...t.dims]);
 }
 
-function adapterFeeds(name: string | null): Record<string, ort.Tensor> {
-  if (name === null) return {};
-  const a = adapters.get(name);
-  if (!a) throw new Error(`adapter '${name}' is not registered in the session worker`);
-  // Base feeds first (rank 0, base head values), then the adapter's own: it may leave the head to the base.
-  return { ...adapters.get(BASE_ADAPTER), ...a };
+function buildTables(layout: WorkerLoraLayout): NonNullable<typeof tables> {
+  const names = [BASE_ADAPTER, ...[...adapters.keys()].filter((n) => n !== BASE_ADAPTER)];
+  const slotOf = new Map(names.map((n, i) => [n, i]));
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const m of layout.modules) {
+    const rank = (n: string): number => adapters.get(n)?.[m.a]?.dims[0] ?? 0;
+    const r = Math.max(0, ...names.map(rank));
+    const a = new Float32Array(names.length * r * m.in);
+    const b = new Float32Array(names.length * m.out * r);
+    names.forEach((n, slot) => {
+      const f = adapters.get(n);
+      const rn = rank(n);
+      if (!f || rn === 0) return;
+      // A [rn, in] fills the slot's first rn rows; B [out, rn] the first rn columns of each of its rows.
+      a.set(f[m.a]!.data as Float32Array, slot * r * m.in);
+      const src = f[m.b]!.data as Float32Array;
+      for (let o = 0; o < m.out; o++) b.set(src.subarray(o * rn, (o + 1) * rn), (slot * m.out + o) * r);
+    });
+    feeds[m.a] = new ort.Tensor("float32", a, [names.length, r, m.in]);
+    feeds[m.b] = new ort.Tensor("float32", b, [names.length, m.out, r]);
+  }
+  return { slotOf, feeds };
+}
+
+/** The LoRA feeds for a batch whose rows use `rows` (adapter names): the tables, the row slots, the heads. */
+function adapterFeeds(rows: readonly string[] | null): Record<string, ort.Tensor> {
+  if (rows === null || !lora) return {};
+  tables ??= buildTables(lora);
+  const t = tables;
+  const index = new BigInt64Array(rows.length);
+  rows.forEach((name, i) => {
+    const slot = t.slotOf.get(name);
+    if (slot === undefined) throw new Error(`adapter '${name}' is not registered in the session worker`);
+    index[i] = BigInt(slot);
+  });
+  // Whole-tensor heads (a classifier saved whole) cannot differ per row: one adapter's or the base's for the batch.
+  const distinct = [...new Set(rows)];
+  const headsOf = (n: string): Record<string, ort.Tensor> => {
+    const own = adapters.get(n) ?? {};
+    return Object.fromEntries(Object.entries(own).filter(([k]) => !lora!.modules.some((m) => m.a === k || m.b === k)));
+  };
+  const heads = { ...headsOf(BASE_ADAPTER), ...(distinct.length === 1 ? headsOf(distinct[0]!) : {}) };
+  if (distinct.length > 1 && distinct.some((n) => Object.keys(headsOf(n)).length > 0 && n !== BASE_ADAPTER)) {
+    throw new Error(`a batch mixing adapters (${distinct.filter((n) => n !== BASE_ADAPTER).join(", ")}) where one brings its own head tensors: run those rows separately`);
+  }
+  return { ...t.feeds, ...heads, [lora.index]: new ort.Tensor("int64", index, [rows.length]) };
 }
 
 /** A past of one masked slot per layer: the prefill of the single prefill+decode graph (see the exporter). */
@@ -65,6 +112,60 @@ function lastPositionLogits(logits: ort.Tensor): Float32Array {
   return out;
 }
 
+/** Where one output row's cache and mask come from: a group's row, minus its first `skip` columns. */
+interface RowSource {
+  readonly g: SequenceGroup;
+  readonly row: number;
+  readonly skip: number;
+}
+
+/**
+ * A new cache and mask from rows of existing groups, right-aligned (every row's last column is the newest token)
+ * to `columns`, zeros and mask 0 on the left. Copies each row's cache once: paid when rows join or leave, never
+ * per step.
+ */
+function regroup(sources: readonly RowSource[], columns: number, rows: readonly string[] | null): SequenceGroup {
+  const layout = requireKv();
+  const batch = sources.length;
+  const { kvHeads: h, headDim: d } = layout;
+  const mask = new BigInt64Array(batch * columns);
+  const nextPosition = new BigInt64Array(batch);
+  const past: Record<string, ort.Tensor> = {};
+  for (const name of layout.past) past[name] = new ort.Tensor("float32", new Float32Array(batch * h * columns * d), [batch, h, columns, d]);
+  sources.forEach(({ g, row, skip }, r) => {
+    const keep = g.columns - skip;
+    const at = columns - keep;
+    mask.set(g.mask.subarray(row * g.columns + skip, (row + 1) * g.columns), r * columns + at);
+    nextPosition[r] = g.nextPosition[row]!;
+    for (const name of layout.past) {
+      const src = g.past[name]!.data as Float32Array;
+      const dst = past[name]!.data as Float32Array;
+      for (let head = 0; head < h; head++) {
+        const from = ((row * h + head) * g.columns + skip) * d;
+        dst.set(src.subarray(from, from + keep * d), ((r * h + head) * columns + at) * d);
+      }
+    }
+  });
+  return { rows, batch, mask, columns, nextPosition, past };
+}
+
+/** Columns at the left that are masked out for every kept row (padding of rows that have left). */
+function unusedLeft(g: SequenceGroup, keep: readonly number[]): number {
+  let skip = g.columns - 1;
+  for (const row of keep) {
+    let first = 0;
+    while (first < g.columns && g.mask[row * g.columns + first] === 0n) first++;
+    skip = Math.min(skip, first);
+  }
+  return Math.max(0, skip);
+}
+
+function requireGroup(seq: number): SequenceGroup {
+  const g = groups.get(seq);
+  if (!g) throw new Error(`sequence group ${seq} is not cached in the session worker (released, or never prefilled)`);
+  return g;
+}
+
 function requireSession(): ort.InferenceSession {
   if (!session) throw new Error("session not initialised");
   return session;
@@ -79,7 +180,7 @@ async function runGroup(g: SequenceGroup, inputIds: BigInt64Array, seq: number, 
   const layout = requireKv();
   const t0 = performance.now();
   const feeds: Record<string, ort.Tensor> = {
-    ...adapterFeeds(g.adapter),
+    ...adapterFeeds(g.rows),
     ...g.past,
     input_ids: new ort.Tensor("int64", inputIds, [g.batch, seq]),
     attention_mask: new ort.Tensor("int64", g.mask, [g.batch, g.columns]),
@@ -105,6 +206,7 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
       };
       session = await ort.InferenceSession.create(msg.modelPath, options);
       kv = msg.kv;
+      lora = msg.lora;
       // Creation fails outright when a listed provider cannot be appended, so the first one is the one that runs.
       provider = msg.providers[0] ?? "cpu";
       return { id: msg.id, ok: true, inputNames: session.inputNames, outputNames: session.outputNames, provider };
@@ -113,15 +215,17 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
       const feeds: Record<string, ort.Tensor> = {};
       for (const [name, t] of Object.entries(msg.feeds)) feeds[name] = toOrt(t);
       adapters.set(msg.name, feeds);
+      tables = undefined;
       return { id: msg.id, ok: true };
     }
     case "dropAdapter":
       adapters.delete(msg.name);
+      tables = undefined;
       return { id: msg.id, ok: true };
     case "run": {
       const s = requireSession();
       const t0 = performance.now();
-      const feeds: Record<string, ort.Tensor> = { ...adapterFeeds(msg.adapter) };
+      const feeds: Record<string, ort.Tensor> = { ...adapterFeeds(msg.rows) };
       for (const [name, t] of Object.entries(msg.inputs)) feeds[name] = toOrt(t);
       if (kv) {
         // A plain forward through the KV graph: positions 0..T-1 (what the model does without position ids), an
@@ -159,7 +263,7 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
         }
         nextPosition[b] = n;
       }
-      const g: SequenceGroup = { adapter: msg.adapter, batch, mask: withDummyColumn(msg.attentionMask, batch, seq), columns: seq + 1, nextPosition, past: dummyPast(layout, batch) };
+      const g: SequenceGroup = { rows: msg.rows, batch, mask: withDummyColumn(msg.attentionMask, batch, seq), columns: seq + 1, nextPosition, past: dummyPast(layout, batch) };
       groups.set(msg.seq, g);
       try {
         const { logits, ms, prepMs } = await runGroup(g, msg.inputIds, seq, positions);
@@ -170,8 +274,7 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
       }
     }
     case "decode": {
-      const g = groups.get(msg.seq);
-      if (!g) throw new Error(`sequence group ${msg.seq} is not cached in the session worker (released, or never prefilled)`);
+      const g = requireGroup(msg.seq);
       if (msg.tokens.length !== g.batch) throw new Error(`decode: expected ${g.batch} tokens (one per row), got ${msg.tokens.length}`);
       const mask = new BigInt64Array(g.batch * (g.columns + 1));
       for (let b = 0; b < g.batch; b++) {
@@ -188,10 +291,31 @@ async function handle(msg: WorkerRequest): Promise<WorkerResponse> {
     case "release":
       groups.delete(msg.seq);
       return { id: msg.id, ok: true };
+    case "merge": {
+      const a = requireGroup(msg.into);
+      const b = requireGroup(msg.from);
+      if ((a.rows === null) !== (b.rows === null)) throw new Error("merge: groups of different kinds");
+      const sources = [...Array.from({ length: a.batch }, (_, row) => ({ g: a, row, skip: 0 })), ...Array.from({ length: b.batch }, (_, row) => ({ g: b, row, skip: 0 }))];
+      groups.set(msg.into, regroup(sources, Math.max(a.columns, b.columns), a.rows && b.rows ? [...a.rows, ...b.rows] : null));
+      groups.delete(msg.from);
+      return { id: msg.id, ok: true };
+    }
+    case "keepRows": {
+      const g = requireGroup(msg.seq);
+      if (msg.keep.some((r) => !Number.isInteger(r) || r < 0 || r >= g.batch)) throw new Error(`keepRows: rows must be in [0, ${g.batch})`);
+      if (msg.keep.length === 0) {
+        groups.delete(msg.seq);
+        return { id: msg.id, ok: true };
+      }
+      const skip = unusedLeft(g, msg.keep);
+      groups.set(msg.seq, regroup(msg.keep.map((row) => ({ g, row, skip })), g.columns - skip, g.rows ? msg.keep.map((r) => g.rows![r]!) : null));
+      return { id: msg.id, ok: true };
+    }
     case "close":
       await session?.release();
       session = undefined;
       adapters.clear();
+      tables = undefined;
       groups.clear();
       return { id: msg.id, ok: true };
   }

@@ -20,20 +20,31 @@ export interface WorkerKvLayout {
   readonly headDim: number;
 }
 
+/** An adapter-inputs graph's LoRA inputs: the factor tables per module and the row-slot input. */
+export interface WorkerLoraLayout {
+  readonly index: string;
+  readonly modules: readonly { readonly a: string; readonly b: string; readonly in: number; readonly out: number }[];
+}
+
 export type WorkerRequest =
-  | { readonly id: number; readonly op: "init"; readonly modelPath: string; readonly providers: readonly ExecutionProvider[]; readonly intraOpNumThreads?: number; readonly interOpNumThreads?: number; readonly kv?: WorkerKvLayout }
+  | { readonly id: number; readonly op: "init"; readonly modelPath: string; readonly providers: readonly ExecutionProvider[]; readonly intraOpNumThreads?: number; readonly interOpNumThreads?: number; readonly kv?: WorkerKvLayout; readonly lora?: WorkerLoraLayout }
   /** Build an adapter's feeds once in the worker; later runs pick them by name (the swap is a map lookup). */
   | { readonly id: number; readonly op: "setAdapter"; readonly name: string; readonly feeds: Readonly<Record<string, WireTensor>> }
   | { readonly id: number; readonly op: "dropAdapter"; readonly name: string }
-  | { readonly id: number; readonly op: "run"; readonly adapter: string | null; readonly inputs: Readonly<Record<string, WireTensor>>; readonly outputs: readonly string[] }
+  /** `rows`: each batch row's adapter name (BASE_ADAPTER for the base); null for a graph without LoRA inputs. */
+  | { readonly id: number; readonly op: "run"; readonly rows: readonly string[] | null; readonly inputs: Readonly<Record<string, WireTensor>>; readonly outputs: readonly string[] }
   /**
    * Start a cached sequence group: run the prompt rows (`input_ids`, `attention_mask` `[batch, T]`, left-padded)
    * and keep their KV cache in the worker under `seq`. Replies with the last position's logits `[batch, vocab]`.
    */
-  | { readonly id: number; readonly op: "prefill"; readonly seq: number; readonly adapter: string | null; readonly inputIds: BigInt64Array; readonly attentionMask: BigInt64Array; readonly dims: readonly [number, number] }
+  | { readonly id: number; readonly op: "prefill"; readonly seq: number; readonly rows: readonly string[] | null; readonly inputIds: BigInt64Array; readonly attentionMask: BigInt64Array; readonly dims: readonly [number, number] }
   /** One new token per row of group `seq` (`[batch]`); the cache grows by one; replies with logits `[batch, vocab]`. */
   | { readonly id: number; readonly op: "decode"; readonly seq: number; readonly tokens: BigInt64Array }
   | { readonly id: number; readonly op: "release"; readonly seq: number }
+  /** Append group `from`'s rows to group `into` (caches right-aligned to the longer one); `from` is consumed. */
+  | { readonly id: number; readonly op: "merge"; readonly into: number; readonly from: number }
+  /** Keep only rows `keep` (in that order) of group `seq`; leading cache columns no row uses are cut. */
+  | { readonly id: number; readonly op: "keepRows"; readonly seq: number; readonly keep: readonly number[] }
   | { readonly id: number; readonly op: "close" };
 
 export type WorkerResponse =

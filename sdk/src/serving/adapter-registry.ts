@@ -90,6 +90,16 @@ export class AdapterRegistry {
     }
   }
 
+  /** `acquire` without waiting: false when every slot is held by running requests (try again after one ends). */
+  async tryAcquire(name: string): Promise<boolean> {
+    const e = this.#entries.get(name);
+    if (!e) throw new AdapterError(`adapter '${name}' is not loaded (loaded: ${this.names().join(", ") || "none"})`);
+    e.lastUsed = ++this.#clock;
+    if (!e.registered && !(await this.#register(name, e))) return false;
+    e.inUse++;
+    return true;
+  }
+
   release(name: string): void {
     const e = this.#entries.get(name);
     if (e && e.inUse > 0) e.inUse--;

@@ -63,6 +63,8 @@ def build_manifest(*, model_path: Path, mode: str, config: Any, opset: int, chec
         "inputs": [_value_info(v) for v in m.graph.input],
         "outputs": [_value_info(v) for v in m.graph.output],
         "lora": lora,
+        # adapter-inputs: the tables' row-slot input (see onnx_export's LoraSlot).
+        "lora_index_input": "lora_index" if mode == "adapter-inputs" else None,
         "heads": heads or [],
         "head_defaults_file": HEADS_NAME if heads else None,
         "adapter": adapter,

@@ -2,9 +2,11 @@
 
 Two modes:
 
-- ``adapter-inputs``: the base model with every targeted module's LoRA factors as **required** graph inputs
-  ``A [r, in]`` and ``B [out, r]`` of a dynamic rank ``r`` (scaling folded into B by the caller). One session then
-  runs any adapter of any rank, and rank 0 is the base model. No optional inputs: onnxruntime-node silently drops
+- ``adapter-inputs``: the base model with every targeted module's LoRA factors as **required** graph inputs: tables
+  ``A [slots, r, in]`` and ``B [slots, out, r]`` of every adapter the runtime holds (ranks zero-padded to the table's
+  largest, scaling folded into B by the caller) and ``lora_index [batch]``, the table slot of each batch row. One
+  session then runs any adapters of any ranks, a different one per row in the same batch (a gather picks each row's
+  factors), and a slot of zeros (or rank 0) is the base model. No optional inputs: onnxruntime-node silently drops
   feeds for names that are also initializers (notes §4).
 - ``merged``: a PEFT adapter merged into the base weights; the graph has only the model inputs.
 
@@ -119,14 +121,17 @@ def find_targets(model: nn.Module, targets: list[str]) -> list[str]:
 
 
 class _Feeds:
-    """Per-call LoRA factors, filled by the top wrapper before the base model runs (plain Python: export traces through it)."""
+    """Per-call LoRA factor tables and row slots, filled by the top wrapper before the base model runs (plain Python:
+    export traces through it)."""
 
     def __init__(self) -> None:
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.index: torch.Tensor | None = None
 
 
 class LoraSlot(nn.Module):
-    """A projection plus `(x @ A^T) @ B^T` with A, B taken from the call's feeds (scaling already in B)."""
+    """A projection plus each row's `(x @ A^T) @ B^T`, A and B gathered from the call's tables by the row's slot
+    (scaling already in B): rows of one batch may use different adapters, zero-padded ranks add exact zeros."""
 
     def __init__(self, base: nn.Module, key: str, feeds: _Feeds) -> None:
         super().__init__()
@@ -135,12 +140,14 @@ class LoraSlot(nn.Module):
         self._feeds = feeds
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self._feeds.factors[self.key]
-        return self.base(x) + torch.matmul(torch.matmul(x, a.transpose(0, 1)), b.transpose(0, 1))
+        a_table, b_table = self._feeds.factors[self.key]
+        a = a_table[self._feeds.index]  # [batch, r, in]
+        b = b_table[self._feeds.index]  # [batch, out, r]
+        return self.base(x) + torch.matmul(torch.matmul(x, a.transpose(-1, -2)), b.transpose(-1, -2))
 
 
 class AdapterInputsModel(nn.Module):
-    """forward(<model inputs>, A_0, B_0, A_1, B_1, ..., head_0, head_1, ...) -> logits (+ present KV).
+    """forward(<model inputs>, lora_index, A_0, B_0, A_1, B_1, ..., head_0, head_1, ...) -> logits (+ present KV).
 
     The model inputs are (input_ids, attention_mask), plus (position_ids, past_0_key, past_0_value, ...) for a
     KV-cache graph (`n_model_inputs` says how many). Head parameters (e.g. a classifier that PEFT saves whole,
@@ -161,7 +168,8 @@ class AdapterInputsModel(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         n = _n_model_inputs(self.kv_layers)
-        model_inputs, lora = inputs[:n], inputs[n:]
+        model_inputs, index, lora = inputs[:n], inputs[n], inputs[n + 1:]
+        self.feeds.index = index
         self.feeds.factors = {k: (lora[2 * i], lora[2 * i + 1]) for i, k in enumerate(self.keys)}
         plain = PlainModel(self.model, self.kv_layers)
         if not self.heads:
@@ -233,6 +241,9 @@ def past_names(layers: int) -> list[str]:
 
 def present_names(layers: int) -> list[str]:
     return [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+LORA_INDEX = "lora_index"
 
 
 def input_names_for(key: str) -> tuple[str, str]:
@@ -369,12 +380,18 @@ def export_model(
         names += past_names(kv["layers"])
         output_names += present_names(kv["layers"])
     lora_dyn: list[Any] = []
+    if mode == "adapter-inputs":
+        # Three table slots traced, rows on slots 2 and 0 (any number of slots and any row assignment run).
+        slots = torch.export.Dim("lora_slots")
+        args.append(torch.tensor([2, 0][:batch] + [0] * max(0, batch - 2), dtype=torch.int64))
+        lora_dyn.append({0: b_dim})
+        names.append(LORA_INDEX)
     for i, e in enumerate(lora_entries):
         # Distinct example ranks per module and a distinct symbol each: rank_pattern adapters differ per module.
         r = 2 + (i % 3)
-        args += [torch.zeros(r, e["in_features"]), torch.zeros(e["out_features"], r)]
+        args += [torch.zeros(3, r, e["in_features"]), torch.zeros(3, e["out_features"], r)]
         rank = torch.export.Dim(f"rank_{i}")
-        lora_dyn += [{0: rank}, {1: rank}]
+        lora_dyn += [{0: slots, 1: rank}, {0: slots, 2: rank}]
         names += [e["a_input"], e["b_input"]]
     for h in head_entries:
         args.append(head_defaults[h["param"]].clone())
