@@ -333,6 +333,9 @@ describe("loraport serve (OpenAI API, as vLLM serves it)", () => {
     expect(wrong).toBeInstanceOf(AuthenticationError);
     expect((wrong as AuthenticationError).status).toBe(401);
     expect((await fetch(`${small.url}/v1/models`)).status).toBe(401);
+    const post = await failure(client(small.url, "sk-wrong").completions.create({ model: BASE, prompt: ref.prompt, max_tokens: 4 }));
+    expect(post).toBeInstanceOf(AuthenticationError);
+    expect((await fetch(`${small.url}/v1/no-such-route`)).status).toBe(401);
     expect((await fetch(`${small.url}/health`)).status).toBe(200);
     expect((await client(small.url, API_KEY).models.list()).data.map((m) => m.id)).toEqual([BASE]);
   });

@@ -2,7 +2,8 @@
  * `POST /v1/chat/completions`: the messages go to the engine as they are (the model's chat template renders them,
  * with the generation prompt), one assistant message comes back, whole or streamed as `chat.completion.chunk`
  * deltas: the role first, then content, then an empty delta with the finish reason. `max_completion_tokens` (or the
- * older `max_tokens`) defaults to what is left of the model's positions after the prompt, as vLLM does.
+ * older `max_tokens`) defaults to what is left of the model's positions after the prompt, as vLLM does (when the
+ * server is told the positions, `maxModelLen`; else the engine's own default).
  */
 import { randomUUID } from "node:crypto";
 import type { TextGenerateOptions } from "../../generation/text-model.js";

@@ -89,14 +89,14 @@ export async function startServer(engine: Engine, options: ServerOptions = {}): 
 
   async function handle(req: IncomingMessage, res: ServerResponse, path: string, route: Route | undefined): Promise<void> {
     if (closing) throw new HttpError(503, "ServiceUnavailableError", "the server is shutting down");
+    if (expectedAuth && (path === "/v1" || path.startsWith("/v1/")) && !timingSafeEqual(digest(req.headers.authorization ?? ""), expectedAuth)) {
+      res.setHeader("www-authenticate", "Bearer");
+      throw new HttpError(401, "AuthenticationError", "Unauthorized: expected the header 'Authorization: Bearer <api key>' with this server's key");
+    }
     if (!route) throw new HttpError(404, "NotFoundError", `no route ${req.method ?? "?"} ${path} (see GET /v1/models, POST /v1/completions, POST /v1/chat/completions)`);
     if (!route.methods.includes(req.method ?? "")) {
       res.setHeader("allow", route.methods.join(", "));
       throw new HttpError(405, "MethodNotAllowed", `${path} takes ${route.methods.join(" or ")}, not ${req.method ?? "?"}`);
-    }
-    if (expectedAuth && path.startsWith("/v1/") && !timingSafeEqual(digest(req.headers.authorization ?? ""), expectedAuth)) {
-      res.setHeader("www-authenticate", "Bearer");
-      throw new HttpError(401, "AuthenticationError", "Unauthorized: expected the header 'Authorization: Bearer <api key>' with this server's key");
     }
     const body: JsonObject = route.json ? await readJsonObject(req, maxBody) : {};
     const ac = new AbortController();
