@@ -384,6 +384,18 @@ describe("loraport serve (OpenAI API, as vLLM serves it)", () => {
     expect((await metrics(small.url)).get("loraport_queue_depth")).toBe(0);
   });
 
+  it("serves a merged export (one adapter, no overhead) under the base's name", async () => {
+    const merged = await serve(["--model", join(cli.dir, "onnx-merged"), "--port", "0"]);
+    try {
+      const c = client(merged.url);
+      expect((await c.models.list()).data.map((m) => m.id)).toEqual(["onnx-merged"]);
+      const r = await c.completions.create({ model: "onnx-merged", prompt: ref.prompt, max_tokens: 16, temperature: 0 });
+      expect(r.choices[0]!.text).toBe(ref.completion.a.text);
+    } finally {
+      expect(await merged.stop()).toBe(0);
+    }
+  });
+
   it("a bad --adapter is a one-line usage error (exit 1); SIGTERM closes the server and exits 0", async () => {
     const bad = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const p = spawn(process.execPath, [join(REPO_ROOT, "bin/loraport.js"), "serve", "--model", join(cli.dir, "onnx"), "--adapter", "no-equals-sign"], { cwd: REPO_ROOT });
