@@ -34,7 +34,7 @@ async function workload(engine: Engine): Promise<Record<string, readonly number[
   const names = ["base", "a0", "a1"] as const;
   // One request at a time: vLLM CPU 0.32 gave the base row of a first batch that mixed it with two newly activated
   // adapters wrong tokens once here (with --max-loras 2); mixed concurrent batches are the local engine's own tests.
-  const results = [];
+  const results: { tokens: readonly number[] }[] = [];
   for (const n of names) results.push(await engine.generate({ prompt: ref.prompt, options: { adapter: n === "base" ? null : n, maxNewTokens: ref.newTokens, ignoreEos: true } }).result);
   await engine.unloadAdapter("a1");
   expect(engine.models().adapters).toEqual(["a0"]);
