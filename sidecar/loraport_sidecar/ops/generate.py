@@ -38,6 +38,8 @@ def hf_generate(ctx, params, tensors):
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
     pad = params.get("padTokenId", own.pad_token_id if own.pad_token_id is not None else (eos_ids[0] if eos_ids else 0))
     prompts = params["prompts"]
+    if params.get("adapterNames") is not None and len(params["adapterNames"]) != len(prompts):
+        raise ValueError(f"hfGenerate: adapterNames has {len(params['adapterNames'])} entries for {len(prompts)} prompts")
     n = max(len(p) for p in prompts)
     ids = torch.tensor([[pad] * (n - len(p)) + p for p in prompts], device=entry.device)
     mask = torch.tensor([[0] * (n - len(p)) + [1] * len(p) for p in prompts], device=entry.device)
@@ -53,7 +55,8 @@ def hf_generate(ctx, params, tensors):
             # generate() fills unset fields from the model's own config: unset EOS there too for this call.
             cfg.eos_token_id = own.eos_token_id = None
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg, streamer=streamer)
+            extra = {"adapter_names": params["adapterNames"]} if params.get("adapterNames") else {}
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg, streamer=streamer, **extra)
     finally:
         own.eos_token_id = eos
     total = time.perf_counter() - t0

@@ -345,6 +345,10 @@ export interface HfGenerateParams {
    */
   ignoreEos?: boolean;
   /**
+   * PEFT's mixed batch: one attached adapter name per prompt ('__base__' for the base), passed to generate as adapter_names.
+   */
+  adapterNames?: string[];
+  /**
    * Left-padding id; default the model's pad id, else its first EOS id, else 0.
    */
   padTokenId?: number;
