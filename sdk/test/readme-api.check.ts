@@ -3,7 +3,7 @@ import {
   openSafetensors, openSafetensorsModel, readSafetensors, writeSafetensors, readTorchCheckpoint, loadStateDict,
   readPeftAdapter, writePeftAdapter, parseLoraConfig, readLoralibCheckpoint, convertLoralibToPeft, mergeWeight,
   mergeModel, catAdapters, adapterFactors, Sidecar, ModelHandle, LoraModel, Trainer,
-  runConformance, runVerify, TextModel, generateBatch, Sampler, loadTokenizer, StreamDecoder,
+  runConformance, runVerify, TextModel, generateBatch, Sampler, loadTokenizer, StreamDecoder, LocalEngine, startServer, VllmEngine,
 } from "../src/index.js";
 
 export const names = [openSafetensors, openSafetensorsModel, readSafetensors, writeSafetensors, readTorchCheckpoint, loadStateDict,
@@ -36,4 +36,22 @@ export async function generationDocSnippet(): Promise<void> {
   const chat = await model.generate([{ role: "user", content: "Hi" }], { adapter: "support" }).result;
   const batch = await model.generateBatch(["short", "a longer prompt"], { maxNewTokens: 16 }).result;
   console.log(result.finishReason, chat.text, batch.length);
+}
+
+/** docs/serving.md's TypeScript snippets. */
+export async function servingDocSnippets(): Promise<void> {
+  const { default: OpenAI } = await import("openai");
+  const client = new OpenAI({ baseURL: "http://127.0.0.1:8000/v1", apiKey: "unused" });
+  const r = await client.completions.create({ model: "support", prompt: "Hello", max_tokens: 32, temperature: 0 });
+  for await (const c of await client.chat.completions.create({ model: "sales", messages: [{ role: "user", content: "Hi" }], stream: true })) {
+    process.stdout.write(c.choices[0]?.delta.content ?? "");
+  }
+  const engine = await LocalEngine.start("onnx/", { maxBatchSize: 32, maxLoras: 16 });
+  await engine.loadAdapter("support", "adapters/support");
+  const res = await engine.generate({ prompt: "Hello", options: { adapter: "support", maxNewTokens: 32 } }).result;
+  const server = await startServer(engine, { port: 8000 });
+  const remote = await VllmEngine.start({ model: "path/to/hf-model", maxLoraRank: 16, maxLoras: 8 });
+  await remote.loadAdapter("support", "adapters/support");
+  const res2 = await remote.generate({ prompt: [1, 5, 9], options: { adapter: "support", maxNewTokens: 32 } }).result;
+  console.log(r.choices[0]?.text, res.text, res2.tokens, server.url);
 }
