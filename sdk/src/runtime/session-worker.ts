@@ -46,7 +46,8 @@ function buildTables(layout: WorkerLoraLayout): NonNullable<typeof tables> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const m of layout.modules) {
     const rank = (n: string): number => adapters.get(n)?.[m.a]?.dims[0] ?? 0;
-    const r = Math.max(0, ...names.map(rank));
+    // At least rank 1 (zeros): ORT's batched MatMul over an empty inner dimension is not reliably zero.
+    const r = Math.max(1, ...names.map(rank));
     const a = new Float32Array(names.length * r * m.in);
     const b = new Float32Array(names.length * m.out * r);
     names.forEach((n, slot) => {
