@@ -88,6 +88,8 @@ export const ortStep: DemoStep = {
       // A seeded random model picks bytes that are rarely valid UTF-8: the stream shows them as U+FFFD, never split.
       ctx.log(`generate: ${JSON.stringify(PROMPT)} (${promptIds.length} byte tokens) → ids ${res.tokens.slice(0, 10).join(",")},… text ${JSON.stringify(streamed.slice(0, 24))} (random weights: noise, but exact noise)`);
       ctx.log(`generate: ${res.tokens.length} tokens, first after ${res.timings.ttftMs.toFixed(1)} ms, ${res.timings.tokensPerSecond.toFixed(0)} tokens/s; ${same ? "the same tokens as" : "DIFFERENT tokens from"} transformers + PEFT generate`);
+      ctx.shared.set("ort.exportDir", out);
+      ctx.shared.set("ort.adapterDir", adapterDir);
       if (!same) throw new Error(`demo: ORT generation differs from transformers + PEFT: ${res.tokens.join(",")} vs ${reference.tokens[0]!.join(",")}`);
     } finally {
       await sc.close();

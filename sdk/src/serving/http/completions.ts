@@ -36,6 +36,9 @@ export async function completions(ctx: RouteContext): Promise<void> {
   refuseUnsupported(body, "suffix", (v) => v === "", "suffix");
   const prompt = promptOf(body);
   const mode = streamFields(body);
+  // vLLM's extension: the new token ids beside the text (whole responses here).
+  const returnIds = body["return_token_ids"] === true;
+  if (returnIds && mode.stream) throw badRequest("return_token_ids: supported for non-streaming completions only", "return_token_ids");
   const options = samplingOptions(body);
   options.maxNewTokens = optionalInteger(body, "max_tokens") ?? COMPLETION_DEFAULT_MAX_TOKENS;
   options.adapter = adapter;
@@ -48,7 +51,7 @@ export async function completions(ctx: RouteContext): Promise<void> {
     ...(mode.includeUsage ? { usage: null } : {}),
   });
   const format: ResponseFormat = {
-    whole: (r) => ({ id, object: "text_completion", created, model, choices: [{ index: 0, text: r.text, logprobs: null, finish_reason: finishReasonOf(r) }], usage: usageOf(r) } satisfies Completion),
+    whole: (r) => ({ id, object: "text_completion", created, model, choices: [{ index: 0, text: r.text, logprobs: null, finish_reason: finishReasonOf(r), ...(returnIds ? { token_ids: r.tokens } : {}) }], usage: usageOf(r) } satisfies Completion),
     opening: () => [],
     piece: (text) => chunk(text, null),
     finish: (reason) => chunk("", reason),

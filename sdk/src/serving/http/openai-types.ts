@@ -17,6 +17,8 @@ export interface CompletionChoice {
   readonly text: string;
   readonly logprobs: null;
   readonly finish_reason: OpenAIFinishReason | null;
+  /** With `return_token_ids: true` (vLLM's extension): the new token ids. */
+  readonly token_ids?: readonly number[];
 }
 
 /** `POST /v1/completions` without `stream` (`object: "text_completion"`), and each of its stream chunks. */
