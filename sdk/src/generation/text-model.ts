@@ -87,7 +87,7 @@ export class TextModel {
   generate(prompt: Prompt, options: TextGenerateOptions = {}): GenerationStream<GenerationResult> {
     return new GenerationStream(async (emit) => {
       const ids = await this.encodePrompt(prompt, options.chat);
-      const [result] = await generateBatch(this.lora, [ids], options, emit, this.#decoders());
+      const [result] = await generateBatch(this.lora, [ids], options, emit, this.pieceDecoders());
       return result!;
     });
   }
@@ -97,11 +97,12 @@ export class TextModel {
     return new GenerationStream(async (emit) => {
       if (!Array.isArray(prompts)) throw new GenerationOptionError("prompts", "expected an array of prompts");
       const ids = await Promise.all(prompts.map((p, i) => this.encodePrompt(p, options.chat, `prompts[${i}]`)));
-      return generateBatch(this.lora, ids, options, emit, this.#decoders());
+      return generateBatch(this.lora, ids, options, emit, this.pieceDecoders());
     });
   }
 
-  #decoders(): PieceDecoderFactory | undefined {
+  /** Fresh streaming text decoders, one per sequence (special tokens left out); undefined without a tokenizer. */
+  pieceDecoders(): PieceDecoderFactory | undefined {
     const tok = this.tokenizer;
     if (!tok) return undefined;
     return () => {

@@ -122,7 +122,7 @@ export class Scheduler {
       joining.push(req);
     }
     if (joining.length === 0) return;
-    const seqs = joining.map((req) => new Sequence(0, req.ids, req.options, req.checked, req.emit, this.#decoder(), 0));
+    const seqs = joining.map((req) => new Sequence(0, req.ids, req.options, req.checked, req.emit, this.#model.pieceDecoders()?.(), 0));
     let step;
     try {
       step = await this.#model.lora.prefill(leftPad(joining.map((r) => r.ids), padId(this.#model.lora)), { adapters: joining.map((r) => r.options.adapter ?? null) });
@@ -174,13 +174,6 @@ export class Scheduler {
     if (adapter !== null) this.#registry.release(adapter);
     if (err === undefined) r.req.resolve(r.seq.result());
     else r.req.reject(err);
-  }
-
-  #decoder(): { push(id: number): string; flush(): string } | undefined {
-    const tok = this.#model.tokenizer;
-    if (!tok) return undefined;
-    const d = tok.streamDecoder({ skipSpecialTokens: true });
-    return { push: (id) => d.push(id), flush: () => d.flush() };
   }
 
   async close(): Promise<void> {

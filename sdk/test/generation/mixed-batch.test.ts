@@ -3,33 +3,22 @@
  * graph's factor tables. Each row equals PEFT's mixed-batch forward (`adapter_names=[...]`) and that adapter run alone;
  * a mixed greedy `generateBatch` gives each row the tokens transformers + PEFT generate gives it alone.
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPeftAdapter } from "../../src/adapter/peft-io.js";
 import { generateBatch } from "../../src/generation/generate.js";
 import { LoraModel } from "../../src/runtime/lora-model.js";
-import { REPO_ROOT, runPython, tempDir } from "../helpers/python.js";
+import { MIXED_IDS as IDS, MIXED_NEW_TOKENS as NEW, MIXED_ROWS as ROWS, buildMixedReference, type MixedReference } from "../helpers/mixed-fixture.js";
+import { tempDir } from "../helpers/python.js";
 
 const TOL = 1e-4;
-const IDS = [
-  [1, 5, 9, 17, 33, 2, 64, 100],
-  [12, 0, 99, 45, 8, 76, 31, 22],
-  [7, 3, 60, 2, 2, 9, 118, 4],
-  [40, 41, 42, 43, 44, 45, 46, 47],
-];
-const ROWS = ["a0", null, "a1", "a0"];
-const NEW = 24;
 
 let tmp: ReturnType<typeof tempDir>;
-let ref: Record<string, { dir: string; mixedLogits: number[]; greedy: number[][] }>;
+let ref: Record<string, MixedReference>;
 
 beforeAll(() => {
   tmp = tempDir("loraport-mixed-");
-  const spec = join(tmp.dir, "spec.json");
-  writeFileSync(spec, JSON.stringify({ ids: IDS, rowAdapters: ROWS, newTokens: NEW }));
-  const out = runPython(readFileSync(join(REPO_ROOT, "sdk/test/generation/fixtures/mixed_reference.py"), "utf8"), [spec, tmp.dir], { timeoutMs: 900_000 }).trim().split("\n");
-  ref = JSON.parse(out.at(-1)!) as typeof ref;
+  ref = buildMixedReference(tmp.dir);
 }, 900_000);
 
 afterAll(() => tmp?.cleanup());

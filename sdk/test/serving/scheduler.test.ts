@@ -4,32 +4,20 @@
  * transformers + PEFT generate with its adapter, computed in the same run. Overload, cancellation, LRU eviction of
  * adapters and run-time load/unload behave as the serving issue writes them.
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdapterError, OverloadedError } from "../../src/errors.js";
 import type { GenerationResult } from "../../src/generation/generate-options.js";
 import { LocalEngine } from "../../src/serving/local-engine.js";
-import { REPO_ROOT, runPython, tempDir } from "../helpers/python.js";
-
-const IDS = [
-  [1, 5, 9, 17, 33, 2, 64, 100],
-  [12, 0, 99, 45, 8, 76, 31, 22],
-  [7, 3, 60, 2, 2, 9, 118, 4],
-  [40, 41, 42, 43, 44, 45, 46, 47],
-];
-const ROWS = ["a0", null, "a1", "a0"];
-const NEW = 24;
+import { MIXED_IDS as IDS, MIXED_NEW_TOKENS as NEW, MIXED_ROWS as ROWS, buildMixedReference, type MixedReference } from "../helpers/mixed-fixture.js";
+import { tempDir } from "../helpers/python.js";
 
 let tmp: ReturnType<typeof tempDir>;
-let ref: { dir: string; greedy: number[][] };
+let ref: MixedReference;
 
 beforeAll(() => {
   tmp = tempDir("loraport-scheduler-");
-  const spec = join(tmp.dir, "spec.json");
-  writeFileSync(spec, JSON.stringify({ ids: IDS, rowAdapters: ROWS, newTokens: NEW }));
-  const out = runPython(readFileSync(join(REPO_ROOT, "sdk/test/generation/fixtures/mixed_reference.py"), "utf8"), [spec, tmp.dir], { timeoutMs: 900_000 }).trim().split("\n");
-  ref = (JSON.parse(out.at(-1)!) as Record<string, typeof ref>)["llama"]!;
+  ref = buildMixedReference(tmp.dir).llama;
 }, 900_000);
 
 afterAll(() => tmp?.cleanup());
