@@ -10,14 +10,17 @@ import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
 const tmp = tempDir("loraport-serve-");
 let server: ChildProcess | undefined;
 let url = "";
+/** The example server's stderr (and stdout): shown when a request fails, so a crash names its cause. */
+let serverLog = "";
+let logitsRef: Record<string, number[]>;
+let generateRef: Record<string, number[]>;
 const IDS = [1, 5, 9, 17, 33];
 
 beforeAll(async () => {
   server = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "examples/serve-adapters.ts"), "--port", "0", "--cache", tmp.dir], {
     cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"],
   });
-  let stderr = "";
-  server.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  server.stderr!.on("data", (d: Buffer) => (serverLog = (serverLog + d.toString()).slice(-8000)));
   url = await new Promise<string>((resolve, reject) => {
     let out = "";
     server!.stdout!.on("data", (d: Buffer) => {
@@ -25,27 +28,11 @@ beforeAll(async () => {
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
       if (m) resolve(m[1]!);
     });
-    server!.on("exit", (code) => reject(new Error(`server exited (${code}): ${stderr.slice(-2000)}`)));
+    server!.on("exit", (code) => reject(new Error(`server exited (${code}): ${serverLog.slice(-2000)}`)));
   });
-}, 180_000);
-
-afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server!.once("exit", r));
-    server.kill("SIGTERM");
-    await exited;
-  }
-  tmp.cleanup();
-});
-
-async function post(body: unknown, path = "/v1/logits"): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${url}${path}`, { method: "POST", body: JSON.stringify(body) });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-}
-
-describe("examples/serve-adapters.ts", () => {
-  it("serves both adapters and the base on one model, matching PyTorch + PEFT", async () => {
-    const ref = runPythonJson<Record<string, number[]>>(`
+  // References before any request: a synchronous Python run between requests would block this event loop while the
+  // server closes idle keep-alive sockets, and fetch would then reuse a closed one ("other side closed").
+  logitsRef = runPythonJson<Record<string, number[]>>(`
 import sys, json, torch
 from peft import PeftModel
 from loraport_sidecar.reference import tiny_models as t
@@ -58,6 +45,42 @@ with torch.no_grad():
         out[name] = PeftModel.from_pretrained(t.gpt2(), d + "/adapter-" + name).eval()(input_ids=ids).logits[0, -1].tolist()
 print(json.dumps(out))
 `, [tmp.dir]);
+  generateRef = runPythonJson<Record<string, number[]>>(`
+import sys, json, torch
+from peft import PeftModel
+from loraport_sidecar.reference import tiny_models as t
+d = sys.argv[1]
+ids = torch.tensor([${IDS.join(",")}]).unsqueeze(0)
+out = {}
+def gen(m):
+    with torch.no_grad():
+        return m.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12)[0, ids.shape[1]:].tolist()
+out["base"] = gen(t.gpt2())
+for name in ("alpha", "beta"):
+    out[name] = gen(PeftModel.from_pretrained(t.gpt2(), d + "/adapter-" + name).eval())
+print(json.dumps(out))
+`, [tmp.dir]);
+}, 360_000);
+
+afterAll(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server!.once("exit", r));
+    server.kill("SIGTERM");
+    await exited;
+  }
+  tmp.cleanup();
+});
+
+async function post(body: unknown, path = "/v1/logits"): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${url}${path}`, { method: "POST", body: JSON.stringify(body) }).catch((err: unknown) => {
+    throw new Error(`POST ${path} failed (${(err as Error).message}); server exit ${server?.exitCode ?? "-"} ${server?.signalCode ?? ""}; its log: ${serverLog.slice(-3000)}`);
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+describe("examples/serve-adapters.ts", () => {
+  it("serves both adapters and the base on one model, matching PyTorch + PEFT", async () => {
+    const ref = logitsRef;
     const listed = (await (await fetch(`${url}/v1/adapters`)).json()) as { adapters: string[] };
     expect(listed.adapters.sort()).toEqual(["alpha", "beta"]);
     // Concurrent, interleaved requests for different adapters.
@@ -77,21 +100,7 @@ print(json.dumps(out))
   });
 
   it("generates text per adapter: greedy tokens equal transformers + PEFT generate", async () => {
-    const ref = runPythonJson<Record<string, number[]>>(`
-import sys, json, torch
-from peft import PeftModel
-from loraport_sidecar.reference import tiny_models as t
-d = sys.argv[1]
-ids = torch.tensor([${IDS.join(",")}]).unsqueeze(0)
-out = {}
-def gen(m):
-    with torch.no_grad():
-        return m.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12)[0, ids.shape[1]:].tolist()
-out["base"] = gen(t.gpt2())
-for name in ("alpha", "beta"):
-    out[name] = gen(PeftModel.from_pretrained(t.gpt2(), d + "/adapter-" + name).eval())
-print(json.dumps(out))
-`, [tmp.dir]);
+    const ref = generateRef;
     const names = ["alpha", "beta", null] as const;
     const answers = await Promise.all(names.map((a) => post({ adapter: a, ids: IDS, max_new_tokens: 12 }, "/v1/generate")));
     for (const [i, a] of names.entries()) {

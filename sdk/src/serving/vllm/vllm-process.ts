@@ -41,6 +41,14 @@ export function defaultVllmPython(): string {
   return venv;
 }
 
+/** vLLM prints "see root cause above": the first error lines of its log, then its last line. */
+function rootCause(log: string): string {
+  const lines = log.trim().split("\n");
+  const first = lines.findIndex((l) => /Error|Exception|Traceback|error:/.test(l) && !/WARNING/.test(l));
+  const cause = first >= 0 ? lines.slice(first, first + 12).filter((l) => !/^\s+(File|\^)/.test(l)).slice(0, 6) : [];
+  return [...cause, lines.at(-1) ?? ""].map((l) => l.trim()).join(" | ");
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -64,7 +72,7 @@ export class VllmProcess {
   private constructor(url: string, child: ChildProcess) {
     this.url = url;
     this.#child = child;
-    const keep = (d: Buffer): void => void (this.#log = (this.#log + d.toString()).slice(-8192));
+    const keep = (d: Buffer): void => void (this.#log = (this.#log + d.toString()).slice(-65536));
     child.stderr?.on("data", keep);
     child.stdout?.on("data", keep);
     this.#exit = new Promise((resolve) => child.once("exit", () => resolve()));
@@ -90,7 +98,7 @@ export class VllmProcess {
     const deadline = Date.now() + (options.startTimeoutMs ?? 900_000);
     const t0 = Date.now();
     for (let i = 0; ; i++) {
-      if (proc.#exited) throw new RuntimeError(`vLLM exited before it was ready (${python} ${args.slice(0, 4).join(" ")} …): ${proc.#log.trim().split("\n").slice(-3).join(" | ")}`);
+      if (proc.#exited) throw new RuntimeError(`vLLM exited before it was ready (${python} ${args.slice(0, 4).join(" ")} …): ${rootCause(proc.#log)}`);
       if (Date.now() > deadline) {
         await proc.stop();
         throw new RuntimeError(`vLLM was not ready after ${Math.round((Date.now() - t0) / 1000)} s: ${proc.#log.trim().split("\n").at(-1) ?? ""}`);
