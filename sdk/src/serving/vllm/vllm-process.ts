@@ -30,6 +30,8 @@ export interface VllmLaunchOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** How long start-up may take (default 15 minutes: vLLM's CPU build takes minutes on a small machine). */
   readonly startTimeoutMs?: number;
+  /** Start again when vLLM exits before it is ready (default 1 attempt; its engine core can fail to start on a loaded machine). */
+  readonly startAttempts?: number;
   readonly onProgress?: ProgressCallback;
 }
 
@@ -83,6 +85,17 @@ export class VllmProcess {
   }
 
   static async start(options: VllmLaunchOptions): Promise<VllmProcess> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await VllmProcess.#startOnce(options);
+      } catch (err) {
+        if (attempt >= (options.startAttempts ?? 1) || !(err instanceof RuntimeError) || !/exited before it was ready/.test(err.message)) throw err;
+        options.onProgress?.({ phase: "vllm", done: 0, total: 1, unit: "servers", message: `vLLM exited during start-up; starting again (${err.message.slice(0, 120)})` });
+      }
+    }
+  }
+
+  static async #startOnce(options: VllmLaunchOptions): Promise<VllmProcess> {
     const python = options.python ?? defaultVllmPython();
     const port = options.port ?? (await freePort());
     const args = [
