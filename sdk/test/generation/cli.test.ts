@@ -9,6 +9,9 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
 import { readFileSync } from "node:fs";
+import { AdapterError, FileMissingError } from "../../src/errors.js";
+import { GenerationOptionError } from "../../src/generation/sampling-options.js";
+import { TextModel } from "../../src/generation/text-model.js";
 
 const exec = promisify(execFile);
 
@@ -108,5 +111,20 @@ describe("loraport generate", () => {
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
+  });
+
+  it("the API refuses bad input with typed errors naming the option, before any model work", async () => {
+    await using model = await TextModel.load(join(ref.dir, "onnx"));
+    const gen = (prompt: Parameters<TextModel["generate"]>[0], options: Parameters<TextModel["generate"]>[1]) => model.generate(prompt, { maxNewTokens: 8, ...options }).result;
+    await expect(gen("hi", { adapter: "nope" })).rejects.toThrow(AdapterError);
+    await expect(gen("hi", { adapter: "nope" })).rejects.toThrow(/adapter 'nope' is not registered/);
+    await expect(gen("hi", { stop: {} as never })).rejects.toThrow(GenerationOptionError);
+    await expect(gen("hi", { stop: [1.5] })).rejects.toThrow(/stop\[0\]: expected a non-negative integer token id, got 1\.5/);
+    await expect(gen(Array.from({ length: 60 }, () => 5), { maxNewTokens: 16 })).rejects.toThrow(/60 tokens \+ maxNewTokens 16 exceed the model's 64 positions/);
+    await expect(gen("hi", { temperature: -1 })).rejects.toThrow(/temperature: expected a finite number ≥ 0/);
+    await using bare = await TextModel.load(join(ref.dir, "onnx-no-tokenizer"));
+    await expect(bare.generate("hello", { maxNewTokens: 8 }).result).rejects.toThrow(FileMissingError);
+    // The stream rejects the same way.
+    await expect((async () => { for await (const _ of model.generate("hi", { topK: -2, maxNewTokens: 8 })) void _; })()).rejects.toThrow(/topK/);
   });
 });
