@@ -5,13 +5,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
 npx tsc -p tsconfig.check.json || status=1   # types of sources, tests, benches and examples
-if (($# > 0)); then
-  npx vitest run "$@" || status=1
-else
-  # The vLLM engine test runs alone after the rest: vLLM's CPU engine failed to start once here while two other test
-  # files kept both cores busy.
-  npx vitest run --exclude sdk/test/serving/vllm.test.ts || status=1
-  npx vitest run sdk/test/serving/vllm.test.ts || status=1
-fi
+npx vitest run "$@" || status=1
 .venv/bin/python -m pytest -q sidecar/tests || status=1
 exit $status

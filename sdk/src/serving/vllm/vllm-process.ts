@@ -4,7 +4,7 @@
  * fails with its stderr's tail. It runs in its own process group (vLLM starts engine processes of its own): stopping
  * sends SIGTERM to the group, then SIGKILL after a grace period; the group is killed too if this process exits.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -30,8 +30,6 @@ export interface VllmLaunchOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** How long start-up may take (default 15 minutes: vLLM's CPU build takes minutes on a small machine). */
   readonly startTimeoutMs?: number;
-  /** Start again when vLLM exits before it is ready (default 1 attempt; its engine core can fail to start on a loaded machine). */
-  readonly startAttempts?: number;
   readonly onProgress?: ProgressCallback;
 }
 
@@ -49,6 +47,26 @@ function rootCause(log: string): string {
   const first = lines.findIndex((l) => /Error|Exception|Traceback|error:/.test(l) && !/WARNING/.test(l));
   const cause = first >= 0 ? lines.slice(first, first + 12).filter((l) => !/^\s+(File|\^)/.test(l)).slice(0, 6) : [];
   return [...cause, lines.at(-1) ?? ""].map((l) => l.trim()).join(" | ");
+}
+
+/**
+ * True when /proc belongs to another PID namespace than this process (some CI sandboxes: a new PID namespace with the
+ * host's /proc). vLLM's engine core reads /proc/<its pid>/status and dies there, so it then gets a PID namespace and a
+ * /proc of its own (`unshare --pid --fork --mount-proc`, which needs root).
+ */
+function procIsForeign(): boolean {
+  try {
+    return readlinkSync("/proc/self") !== String(process.pid);
+  } catch {
+    return false;
+  }
+}
+
+/** How to run vLLM: as is, or inside its own PID namespace when /proc is foreign and this process may make one. */
+function launcher(python: string, args: readonly string[]): [string, string[]] {
+  const canUnshare = process.platform === "linux" && process.getuid?.() === 0 && existsSync("/usr/bin/unshare");
+  if (procIsForeign() && canUnshare) return ["/usr/bin/unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", python, ...args]];
+  return [python, [...args]];
 }
 
 async function freePort(): Promise<number> {
@@ -85,17 +103,6 @@ export class VllmProcess {
   }
 
   static async start(options: VllmLaunchOptions): Promise<VllmProcess> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await VllmProcess.#startOnce(options);
-      } catch (err) {
-        if (attempt >= (options.startAttempts ?? 1) || !(err instanceof RuntimeError) || !/exited before it was ready/.test(err.message)) throw err;
-        options.onProgress?.({ phase: "vllm", done: 0, total: 1, unit: "servers", message: `vLLM exited during start-up; starting again (${err.message.slice(0, 120)})` });
-      }
-    }
-  }
-
-  static async #startOnce(options: VllmLaunchOptions): Promise<VllmProcess> {
     const python = options.python ?? defaultVllmPython();
     const port = options.port ?? (await freePort());
     const args = [
@@ -104,7 +111,8 @@ export class VllmProcess {
       ...(options.servedModelName ? ["--served-model-name", options.servedModelName] : []),
       ...(options.args ?? []),
     ];
-    const child = spawn(python, args, {
+    const [command, argv] = launcher(python, args);
+    const child = spawn(command, argv, {
       env: { ...process.env, VLLM_ALLOW_RUNTIME_LORA_UPDATING: "True", ...options.env }, stdio: ["ignore", "pipe", "pipe"], detached: true,
     });
     const proc = new VllmProcess(`http://127.0.0.1:${port}`, child);
