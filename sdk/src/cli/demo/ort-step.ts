@@ -7,14 +7,13 @@
  * adapter does; the published GPT-2 Medium one does not), else a seeded adapter of its own.
  */
 import { join } from "node:path";
-import type { LoraAdapter, LoraModule } from "../../adapter/adapter.js";
-import { loraConfig } from "../../adapter/config.js";
 import { readPeftAdapter, writePeftAdapter } from "../../adapter/peft-io.js";
 import { Sidecar } from "../../bridge/sidecar.js";
 import { ShapeMismatchError } from "../../errors.js";
-import { tensor, type Tensor } from "../../tensor/index.js";
+import { tensor } from "../../tensor/index.js";
 import { TextModel } from "../../generation/text-model.js";
 import { writeByteTokenizer } from "./byte-tokenizer.js";
+import { seededTinyGpt2Adapter } from "./seeded-adapter.js";
 import type { DemoContext, DemoStep } from "./step.js";
 
 const IDS = [1, 5, 9, 17, 33, 2, 64, 100];
@@ -23,15 +22,6 @@ const NEW_TOKENS = 24;
 /** The tiny GPT-2 with a byte-level vocabulary: 256 bytes + <|endoftext|>. */
 const VOCAB = 257;
 
-/** A seeded GPT-2 c_attn adapter (r 4, alpha 8) for the builtin tiny GPT-2 (2 layers, 64 wide). */
-function demoAdapter(): LoraAdapter {
-  let s = 12345;
-  const rnd = (): number => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.2;
-  const fill = (shape: number[]): Tensor => tensor("F32", shape, Float32Array.from({ length: shape[0]! * shape[1]! }, rnd));
-  const modules = new Map<string, LoraModule>();
-  for (let l = 0; l < 2; l++) modules.set(`transformer.h.${l}.attn.c_attn`, { kind: "conv1d", A: fill([4, 64]), B: fill([192, 4]) });
-  return { config: loraConfig({ r: 4, lora_alpha: 8, target_modules: ["c_attn"], fan_in_fan_out: true }), modules, extraTensors: new Map() };
-}
 
 function maxAbs(a: Float32Array, b: Float32Array): number {
   let m = 0;
@@ -61,7 +51,7 @@ export const ortStep: DemoStep = {
       } catch (err) {
         if (!(err instanceof ShapeMismatchError)) throw err;
         adapterDir = join(ctx.workDir, "ort-demo-adapter");
-        await writePeftAdapter(adapterDir, demoAdapter());
+        await writePeftAdapter(adapterDir, seededTinyGpt2Adapter(12345, 4, 0.2));
         await model.registerAdapter("demo", (await readPeftAdapter(adapterDir)).adapter);
         ctx.log(`adapter: a seeded r=4 c_attn adapter for the tiny GPT-2 (the adapters step's one does not fit it: ${err.message.slice(0, 80)}…)`);
       }

@@ -4,27 +4,16 @@
  * batches (continuous batching), and each answer equals that request generated alone.
  */
 import { join } from "node:path";
-import type { LoraAdapter, LoraModule } from "../../adapter/adapter.js";
-import { loraConfig } from "../../adapter/config.js";
 import { readPeftAdapter, writePeftAdapter } from "../../adapter/peft-io.js";
 import { TextModel } from "../../generation/text-model.js";
 import { startServer } from "../../serving/http/index.js";
 import { LocalEngine } from "../../serving/local-engine.js";
-import { tensor, type Tensor } from "../../tensor/index.js";
+import { seededTinyGpt2Adapter } from "./seeded-adapter.js";
 import type { DemoContext, DemoStep } from "./step.js";
 
 const NEW_TOKENS = 16;
 const PROMPTS = [[76, 111, 82, 65], [104, 101, 108, 108, 111, 32], [84, 83], [97, 98, 99, 100, 101], [49, 50, 51], [120, 121]];
 
-/** A second seeded r=8 c_attn adapter for the tiny GPT-2. */
-function secondAdapter(): LoraAdapter {
-  let s = 777;
-  const rnd = (): number => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.3;
-  const fill = (shape: number[]): Tensor => tensor("F32", shape, Float32Array.from({ length: shape[0]! * shape[1]! }, rnd));
-  const modules = new Map<string, LoraModule>();
-  for (let l = 0; l < 2; l++) modules.set(`transformer.h.${l}.attn.c_attn`, { kind: "conv1d", A: fill([8, 64]), B: fill([192, 8]) });
-  return { config: loraConfig({ r: 8, lora_alpha: 16, target_modules: ["c_attn"], fan_in_fan_out: true }), modules, extraTensors: new Map() };
-}
 
 export const serveStep: DemoStep = {
   title: "Serving: an OpenAI-compatible server, requests for different adapters batched together",
@@ -33,7 +22,7 @@ export const serveStep: DemoStep = {
     const adapterDir = ctx.shared.get("ort.adapterDir") as string | undefined;
     if (!exportDir || !adapterDir) throw new Error("demo: the serving step needs the ONNX Runtime step's export");
     const second = join(ctx.workDir, "serve-adapter-2");
-    await writePeftAdapter(second, secondAdapter());
+    await writePeftAdapter(second, seededTinyGpt2Adapter(777, 8, 0.3));
 
     const engine = await LocalEngine.start(exportDir, { name: "tiny-gpt2", maxBatchSize: 8 });
     const server = await startServer(engine, { port: 0 });
