@@ -5,10 +5,10 @@ import { TextModel, type Prompt } from "../../generation/text-model.js";
 import type { ExecutionProvider, ProviderRequest } from "../../runtime/providers.js";
 import { readAdapterFromPath } from "../../runtime/read-adapter.js";
 import type { ChatMessage } from "../../tokenizer/index.js";
-import { loralibOptions } from "../loralib-options.js";
+import { addLoralibOptions, loralibOptions, type LoralibCliOptions } from "../loralib-options.js";
 import { progressBar } from "../progress-bar.js";
 
-interface GenerateCliOptions {
+interface GenerateCliOptions extends LoralibCliOptions {
   readonly model: string;
   readonly adapter?: string;
   readonly prompt?: string;
@@ -23,10 +23,6 @@ interface GenerateCliOptions {
   readonly stop?: string[];
   readonly seed?: string;
   readonly provider: string;
-  readonly alpha?: string;
-  readonly loraR?: string;
-  readonly enableLora?: string;
-  readonly preset?: string;
   readonly json?: boolean;
 }
 
@@ -79,7 +75,7 @@ function stopOf(values: readonly string[] | undefined): (string | number)[] | un
 
 /** `loraport generate`: stream text from an exported causal LM, optionally with an adapter. */
 export function registerGenerate(program: Command): void {
-  program
+  const cmd = program
     .command("generate")
     .description("generate text with an exported causal LM (loraport export), optionally with a LoRA adapter; streams to stdout")
     .requiredOption("--model <dir>", "(required) folder written by 'loraport export' (with its KV cache)")
@@ -95,11 +91,8 @@ export function registerGenerate(program: Command): void {
     .option("--repetition-penalty <x>", "penalise tokens already in the prompt or output (> 1 discourages)")
     .option("--stop <s...>", "stop strings, or token ids (numbers); repeatable")
     .option("--seed <s>", "sampler seed: the same seed gives the same tokens")
-    .option("--provider <p>", "execution provider: auto | cpu | cuda", "auto")
-    .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
-    .option("--lora-r <n>", "loralib checkpoints: rank r (default: from the preset or the tensors)")
-    .option("--enable-lora <qkv>", "loralib checkpoints: MergedLinear blocks, e.g. q,v")
-    .option("--preset <name>", "loralib checkpoints: hyper-parameter preset")
+    .option("--provider <p>", "execution provider: auto | cpu | cuda", "auto");
+  addLoralibOptions(cmd)
     .option("--json", 'print one object at the end: {"tokens", "text", "finish_reason", "provider", "ttft_ms", "tokens_per_s"}')
     .action(async (opts: GenerateCliOptions) => {
       if (!["auto", "cpu", "cuda"].includes(opts.provider)) throw usage(`--provider ${opts.provider}: expected auto, cpu or cuda`);

@@ -3,34 +3,27 @@ import { LoraportError } from "../../errors.js";
 import { LoraModel, lastLogits } from "../../runtime/lora-model.js";
 import type { ExecutionProvider, ProviderRequest } from "../../runtime/providers.js";
 import { readAdapterFromPath } from "../../runtime/read-adapter.js";
-import { loralibOptions } from "../loralib-options.js";
+import { addLoralibOptions, loralibOptions, type LoralibCliOptions } from "../loralib-options.js";
 import { progressBar } from "../progress-bar.js";
 
-interface RunCliOptions {
+interface RunCliOptions extends LoralibCliOptions {
   readonly model: string;
   readonly adapter?: string;
   readonly ids: string;
   readonly provider: string;
-  readonly alpha?: string;
-  readonly loraR?: string;
-  readonly enableLora?: string;
-  readonly preset?: string;
   readonly json?: boolean;
 }
 
 /** `loraport run`: one forward pass of an exported model through ONNX Runtime, optionally with an adapter. */
 export function registerRun(program: Command): void {
-  program
+  const cmd = program
     .command("run")
     .description("run an exported model (loraport export) with ONNX Runtime and print the last position's logits")
     .requiredOption("--model <dir>", "folder written by 'loraport export'")
     .option("--adapter <path>", "PEFT adapter folder or loralib checkpoint (adapter-inputs models)")
     .requiredOption("--ids <list>", "token ids, comma-separated, e.g. 1,5,9")
-    .option("--provider <p>", "execution provider: auto | cpu | cuda", "auto")
-    .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
-    .option("--lora-r <n>", "loralib checkpoints: rank r (default: from the preset or the tensors)")
-    .option("--enable-lora <qkv>", "loralib checkpoints: MergedLinear blocks, e.g. q,v")
-    .option("--preset <name>", "loralib checkpoints: hyper-parameter preset")
+    .option("--provider <p>", "execution provider: auto | cpu | cuda", "auto");
+  addLoralibOptions(cmd)
     .option("--json", 'print {"logits": [...], "provider": "cpu"}')
     .action(async (opts: RunCliOptions) => {
       const ids = opts.ids.split(",").map((s) => s.trim());

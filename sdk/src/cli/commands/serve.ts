@@ -3,9 +3,9 @@ import { LoraportError } from "../../errors.js";
 import type { ExecutionProvider, ProviderRequest } from "../../runtime/providers.js";
 import { startServer, DEFAULT_MAX_BODY_BYTES, type RunningServer } from "../../serving/http/index.js";
 import { LocalEngine, type LocalEngineOptions } from "../../serving/local-engine.js";
-import { loralibOptions } from "../loralib-options.js";
+import { addLoralibOptions, loralibOptions, type LoralibCliOptions } from "../loralib-options.js";
 
-interface ServeCliOptions {
+interface ServeCliOptions extends LoralibCliOptions {
   readonly model: string;
   readonly adapter?: string[];
   readonly host: string;
@@ -18,10 +18,6 @@ interface ServeCliOptions {
   readonly maxQueue?: string;
   readonly maxBodyBytes: string;
   readonly provider: string;
-  readonly alpha?: string;
-  readonly loraR?: string;
-  readonly enableLora?: string;
-  readonly preset?: string;
 }
 
 function usage(message: string): LoraportError {
@@ -66,7 +62,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 
 /** `loraport serve`: an OpenAI-compatible HTTP server (as vLLM's) over the local engine. */
 export function registerServe(program: Command): void {
-  program
+  const cmd = program
     .command("serve")
     .description("serve an exported causal LM with OpenAI's API (as vLLM does): /v1/completions, /v1/chat/completions (streamed with stream: true), /v1/models, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health, /metrics; the request's `model` names an adapter or the base")
     .requiredOption("--model <dir>", "(required) folder written by 'loraport export' (adapter-inputs, or merged: one adapter, no overhead)")
@@ -80,11 +76,8 @@ export function registerServe(program: Command): void {
     .option("--max-batch-size <n>", "sequences generated at once (default 16)")
     .option("--max-queue <n>", "requests waiting at most; one more gets 429 (default 64)")
     .option("--max-body-bytes <n>", "largest request body (413 beyond)", String(DEFAULT_MAX_BODY_BYTES))
-    .option("--provider <p>", "execution provider: auto | cpu | cuda", "auto")
-    .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
-    .option("--lora-r <n>", "loralib checkpoints: rank r (default: from the preset or the tensors)")
-    .option("--enable-lora <qkv>", "loralib checkpoints: MergedLinear blocks, e.g. q,v")
-    .option("--preset <name>", "loralib checkpoints: hyper-parameter preset")
+    .option("--provider <p>", "execution provider: auto | cpu | cuda", "auto");
+  addLoralibOptions(cmd)
     .action(async (opts: ServeCliOptions) => {
       if (!["auto", "cpu", "cuda"].includes(opts.provider)) throw usage(`--provider ${opts.provider}: expected auto, cpu or cuda`);
       const adapters = parseAdapterSpecs(opts.adapter);
