@@ -22,7 +22,7 @@ let lora: WorkerLoraLayout | undefined;
 /** Each adapter's own feeds as registered: factors `A [r, in]`, `B [out, r]` by input name, and head tensors. */
 const adapters = new Map<string, Record<string, ort.Tensor>>();
 /** The factor tables built from `adapters` (slot 0 = the base), rebuilt when an adapter comes or goes. */
-let tables: { readonly slotOf: Map<string, number>; readonly feeds: Record<string, ort.Tensor> } | undefined;
+let tables: { readonly slotOf: Map<string, number>; readonly feeds: Record<string, ort.Tensor>; readonly heads: Map<string, Record<string, ort.Tensor>> } | undefined;
 
 /** A cached sequence group: its adapter, the mask over [dummy slot, prompt, generated], next positions, the cache. */
 interface SequenceGroup {
@@ -62,7 +62,10 @@ function buildTables(layout: WorkerLoraLayout): NonNullable<typeof tables> {
     feeds[m.a] = new ort.Tensor("float32", a, [names.length, r, m.in]);
     feeds[m.b] = new ort.Tensor("float32", b, [names.length, m.out, r]);
   }
-  return { slotOf, feeds };
+  // Each adapter's whole-tensor heads (what is not a LoRA factor), sorted out once here, not per step.
+  const factor = new Set(layout.modules.flatMap((m) => [m.a, m.b]));
+  const heads = new Map(names.map((n) => [n, Object.fromEntries(Object.entries(adapters.get(n) ?? {}).filter(([k]) => !factor.has(k)))]));
+  return { slotOf, feeds, heads };
 }
 
 /** The LoRA feeds for a batch whose rows use `rows` (adapter names): the tables, the row slots, the heads. */
@@ -78,10 +81,7 @@ function adapterFeeds(rows: readonly string[] | null): Record<string, ort.Tensor
   });
   // Whole-tensor heads (a classifier saved whole) cannot differ per row: one adapter's or the base's for the batch.
   const distinct = [...new Set(rows)];
-  const headsOf = (n: string): Record<string, ort.Tensor> => {
-    const own = adapters.get(n) ?? {};
-    return Object.fromEntries(Object.entries(own).filter(([k]) => !lora!.modules.some((m) => m.a === k || m.b === k)));
-  };
+  const headsOf = (n: string): Record<string, ort.Tensor> => t.heads.get(n) ?? {};
   const heads = { ...headsOf(BASE_ADAPTER), ...(distinct.length === 1 ? headsOf(distinct[0]!) : {}) };
   if (distinct.length > 1 && distinct.some((n) => Object.keys(headsOf(n)).length > 0 && n !== BASE_ADAPTER)) {
     throw new Error(`a batch mixing adapters (${distinct.filter((n) => n !== BASE_ADAPTER).join(", ")}) where one brings its own head tensors: run those rows separately`);
