@@ -1,10 +1,12 @@
 import { defineConfig } from "vitest/config";
+import { limit } from "./sdk/test/helpers/timeouts.js";
 
 export default defineConfig({
   test: {
     include: ["sdk/test/**/*.test.ts", "conformance/**/*.test.ts"],
-    testTimeout: 120_000,
-    hookTimeout: 180_000,
+    // Limits catch hangs only; they scale with LORAPORT_TEST_TIME_SCALE (sdk/test/helpers/timeouts.ts).
+    testTimeout: limit(120_000),
+    hookTimeout: limit(180_000),
     // Two cores: sidecar-heavy files run a few at a time.
     maxWorkers: 2,
   },

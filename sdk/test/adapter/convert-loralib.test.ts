@@ -11,6 +11,7 @@ import { readLoralibCheckpoint } from "../../src/adapter/loralib.js";
 import { writePeftAdapter } from "../../src/adapter/peft-io.js";
 import { runCli } from "../helpers/cli.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/loralib_small.py"), "utf8");
 
@@ -32,7 +33,7 @@ describe("loralib MergedLinear + Embedding → PEFT", () => {
     expect(r.warnings).toEqual([]);
     expect(r.modules).toHaveLength(3);
     expect(r.max_abs).toBeLessThanOrEqual(1e-6);
-  }, 120_000);
+  }, limit(120_000));
 
   it("CLI: loraport convert --to peft with flags, then inspect describes the adapter", async () => {
     const { registerConvert } = await import("../../src/cli/commands/convert.js");

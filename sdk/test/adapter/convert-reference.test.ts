@@ -14,6 +14,7 @@ import { readSafetensors } from "../../src/formats/safetensors/index.js";
 import { toFloat32 } from "../../src/tensor/index.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
 import { requireReference } from "../helpers/reference.js";
+import { limit } from "../helpers/timeouts.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/loralib_parity.py"), "utf8");
 
@@ -74,6 +75,6 @@ describe("convert --to peft on the published checkpoints", () => {
       }
       console.log(`${c.file}: loraport merge vs loralib merge: max abs ${worst.toExponential(2)}`);
       expect(worst).toBeLessThanOrEqual(1e-6);
-    }, 180_000);
+    }, limit(180_000));
   }
 });

@@ -16,6 +16,7 @@ import { readPeftAdapter } from "../../src/adapter/peft-io.js";
 import { readSafetensors } from "../../src/formats/safetensors/index.js";
 import { toFloat32, type Tensor } from "../../src/tensor/index.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/math_cases.py"), "utf8");
 
@@ -45,7 +46,7 @@ describe("layer math vs loralib and PEFT", () => {
   beforeAll(async () => {
     info = runPythonJson<Cases>(SCRIPT, [tmp.dir]);
     t = (await readSafetensors(join(tmp.dir, "loralib.safetensors"))).tensors;
-  }, 120_000);
+  }, limit(120_000));
   afterAll(() => tmp.cleanup());
 
   for (const name of ["merged_linear", "merged_linear_ffo"]) {

@@ -12,6 +12,7 @@ import { resolveModule } from "../../src/adapter/config.js";
 import { readSafetensors, writeSafetensors } from "../../src/formats/safetensors/index.js";
 import { toFloat32, type Tensor } from "../../src/tensor/index.js";
 import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const ALL = ["gpt2_conv1d", "llama", "roberta_cls", "dora", "rslora_patterns", "embedding", "lora_bias", "conv2d", "dora_conv_embedding", "bin"];
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/peft_cases.py"), "utf8");
@@ -47,7 +48,7 @@ describe("PEFT adapters through loraport and back", () => {
     const sd = (await readSafetensors(join(ctlDir, "adapter_model.safetensors"))).tensors;
     await writeSafetensors(join(ctlDir, "adapter_model.safetensors"), [...sd].map(([k, t]) => [k.replace("base_model.model.", ""), t] as [string, Tensor]));
     check = runPythonJson<Record<string, CheckResult>>(SCRIPT, ["check", cases, out]);
-  }, 240_000);
+  }, limit(240_000));
   afterAll(() => tmp.cleanup());
 
   it("the warning capture works: unprefixed keys make PEFT warn (control)", () => {

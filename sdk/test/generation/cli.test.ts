@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { AdapterError, FileMissingError } from "../../src/errors.js";
 import { GenerationOptionError } from "../../src/generation/sampling-options.js";
 import { TextModel } from "../../src/generation/text-model.js";
+import { limit } from "../helpers/timeouts.js";
 
 const exec = promisify(execFile);
 
@@ -31,7 +32,7 @@ let ref: Ref;
 beforeAll(() => {
   tmp = tempDir("loraport-generate-cli-");
   ref = runPythonJson<Ref>(readFileSync(join(REPO_ROOT, "sdk/test/generation/fixtures/cli_reference.py"), "utf8"), [tmp.dir]);
-}, 900_000);
+}, limit(900_000));
 
 afterAll(() => tmp?.cleanup());
 

@@ -13,6 +13,7 @@ import { generateBatch } from "../../src/generation/generate.js";
 import type { GenerationResult } from "../../src/generation/generate-options.js";
 import { LoraModel, lastLogits } from "../../src/runtime/lora-model.js";
 import { REPO_ROOT, runPython, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const TOL = 1e-4;
 const NEW_TOKENS = 32;
@@ -43,7 +44,7 @@ beforeAll(() => {
   const script = readFileSync(join(REPO_ROOT, "sdk/test/generation/fixtures/generate_reference.py"), "utf8");
   const out = runPython(script, [spec, tmp.dir], { timeoutMs: 1_200_000 }).trim().split("\n");
   ref = JSON.parse(out[out.length - 1]!) as Record<string, FamilyRef>;
-}, 1_200_000);
+}, limit(1_200_000));
 
 afterAll(() => tmp?.cleanup());
 

@@ -10,6 +10,7 @@ import { generateBatch } from "../../src/generation/generate.js";
 import { LoraModel } from "../../src/runtime/lora-model.js";
 import { MIXED_IDS as IDS, MIXED_NEW_TOKENS as NEW, MIXED_ROWS as ROWS, buildMixedReference, type MixedReference } from "../helpers/mixed-fixture.js";
 import { tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const TOL = 1e-4;
 
@@ -19,7 +20,7 @@ let ref: Record<string, MixedReference>;
 beforeAll(() => {
   tmp = tempDir("loraport-mixed-");
   ref = buildMixedReference(tmp.dir);
-}, 900_000);
+}, limit(900_000));
 
 afterAll(() => tmp?.cleanup());
 

@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { limit } from "./timeouts.js";
 
 export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 export const PYTHON = join(REPO_ROOT, ".venv/bin/python");
@@ -15,7 +16,7 @@ export function runPython(code: string, args: readonly string[] = [], options: {
   try {
     return execFileSync(PYTHON, ["-c", code, ...args], {
       encoding: "utf8",
-      timeout: options.timeoutMs ?? 300_000,
+      timeout: limit(options.timeoutMs ?? 300_000),
       maxBuffer: 256 * 1024 * 1024,
       env: { ...process.env, PYTHONWARNINGS: "ignore", TRANSFORMERS_VERBOSITY: "error", HF_HUB_OFFLINE: "1" },
       stdio: ["ignore", "pipe", "pipe"],

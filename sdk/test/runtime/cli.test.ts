@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const tmp = tempDir("loraport-cli-run-");
 afterAll(() => tmp.cleanup());
@@ -13,7 +14,7 @@ afterAll(() => tmp.cleanup());
 function cli(args: string[]): { code: number; stdout: string; stderr: string } {
   const entry = `import(${JSON.stringify(join(REPO_ROOT, "sdk/src/cli/main.ts"))}).then(async (m) => { process.exitCode = await m.run(process.argv.slice(1)); })`;
   try {
-    const stdout = execFileSync(process.execPath, ["--import", "tsx", "-e", entry, "--", ...args], { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 180_000 });
+    const stdout = execFileSync(process.execPath, ["--import", "tsx", "-e", entry, "--", ...args], { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: limit(180_000) });
     return { code: 0, stdout, stderr: "" };
   } catch (err) {
     const e = err as { status: number; stdout: string; stderr: string };
@@ -51,7 +52,7 @@ ll.eval()  # loralib merges on eval
 with torch.no_grad(): l = ll(input_ids=ids).logits[0, -1].tolist()
 print(json.dumps({"base": b, "adapted": a, "loralib": l}))
 `, [tmp.dir]);
-}, 120_000);
+}, limit(120_000));
 
 function maxAbs(a: readonly number[], b: readonly number[]): number {
   expect(a.length).toBe(b.length);

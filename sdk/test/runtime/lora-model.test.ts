@@ -12,6 +12,7 @@ import { tensor } from "../../src/tensor/index.js";
 import { LoraModel } from "../../src/runtime/lora-model.js";
 import { cudaUnavailableReason } from "../../src/runtime/providers.js";
 import { runPython, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const TOL = 1e-4;
 /** scripts/gpu-check.sh sets LORAPORT_EP=cuda to run the same parity checks on the CUDA provider. */
@@ -65,7 +66,7 @@ beforeAll(() => {
   const code = readFileSync(join(import.meta.dirname, "fixtures.py"), "utf8");
   const out = runPython(code, [tmp.dir, JSON.stringify(SPEC)]).trim().split("\n");
   fx = JSON.parse(out[out.length - 1]!) as Record<string, Fixture>;
-}, 300_000);
+}, limit(300_000));
 
 afterAll(() => tmp?.cleanup());
 

@@ -16,6 +16,7 @@ import { GenerationStream } from "../../src/generation/generation-stream.js";
 import type { Engine, EngineRequest, EngineStats } from "../../src/serving/engine.js";
 import { startServer } from "../../src/serving/http/index.js";
 import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 interface Greedy {
   tokens: number[];
@@ -128,7 +129,7 @@ beforeAll(async () => {
     serve(["--model", model, "--name", BASE, "--adapter", `a=${join(cli.dir, "adapter")}`, "--adapter", `b=${join(cli.dir, "adapter-b")}`, "--port", "0", "--max-body-bytes", String(MAX_BODY)]),
     serve(["--model", model, "--name", BASE, "--port", "0", "--max-batch-size", "1", "--max-queue", "0", "--api-key", API_KEY]),
   ]);
-}, 900_000);
+}, limit(900_000));
 
 afterAll(async () => {
   await Promise.all([main?.stop(), small?.stop()]);

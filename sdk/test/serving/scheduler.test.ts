@@ -11,6 +11,7 @@ import type { GenerationResult } from "../../src/generation/generate-options.js"
 import { LocalEngine } from "../../src/serving/local-engine.js";
 import { MIXED_IDS as IDS, MIXED_NEW_TOKENS as NEW, MIXED_ROWS as ROWS, buildMixedReference, type MixedReference } from "../helpers/mixed-fixture.js";
 import { tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 let tmp: ReturnType<typeof tempDir>;
 let ref: MixedReference;
@@ -18,7 +19,7 @@ let ref: MixedReference;
 beforeAll(() => {
   tmp = tempDir("loraport-scheduler-");
   ref = buildMixedReference(tmp.dir).llama;
-}, 900_000);
+}, limit(900_000));
 
 afterAll(() => tmp?.cleanup());
 

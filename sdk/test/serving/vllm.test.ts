@@ -11,6 +11,7 @@ import type { Engine } from "../../src/serving/engine.js";
 import { LocalEngine } from "../../src/serving/local-engine.js";
 import { VllmEngine } from "../../src/serving/vllm/vllm-engine.js";
 import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const VLLM_PYTHON = process.env["LORAPORT_VLLM_PYTHON"] ?? join(REPO_ROOT, ".venv-vllm/bin/python");
 const haveVllm = existsSync(VLLM_PYTHON);
@@ -45,7 +46,7 @@ describe.skipIf(!haveVllm)("engines: vLLM and local ONNX Runtime behind one inte
   beforeAll(() => {
     tmp = tempDir("loraport-vllm-");
     ref = runPythonJson<Ref>(readFileSync(join(REPO_ROOT, "sdk/test/serving/fixtures/vllm_reference.py"), "utf8"), [tmp.dir]);
-  }, 600_000);
+  }, limit(600_000));
   afterAll(() => tmp?.cleanup());
 
   it("the local engine gives transformers + PEFT's greedy tokens for the base and two adapters", async () => {
@@ -68,5 +69,5 @@ describe.skipIf(!haveVllm)("engines: vLLM and local ONNX Runtime behind one inte
     } finally {
       await engine.close();
     }
-  }, 1_200_000);
+  }, limit(1_200_000));
 });

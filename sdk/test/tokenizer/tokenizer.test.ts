@@ -13,6 +13,7 @@ import { FileMissingError, FormatError } from "../../src/errors.js";
 import { loadTokenizer, TokenizerError, type Tokenizer } from "../../src/tokenizer/index.js";
 import { tempDir } from "../helpers/python.js";
 import { CONVERSATIONS, makeFixtures, type Fixtures, type TokenizerReference } from "./fixtures.js";
+import { limit } from "../helpers/timeouts.js";
 
 const NAMES = ["gpt2", "llama3", "qwen2", "llama2", "unigram", "bert", "wordlevel"] as const;
 /**
@@ -32,7 +33,7 @@ const toks = new Map<string, Tokenizer>();
 beforeAll(async () => {
   fx = makeFixtures(tmp.dir);
   for (const name of NAMES) toks.set(name, await loadTokenizer(fx.reference[name]!.folder));
-}, 120_000);
+}, limit(120_000));
 
 afterAll(() => tmp.cleanup());
 
