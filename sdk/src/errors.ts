@@ -44,6 +44,23 @@ export class FileMissingError extends LoraportError {
   }
 }
 
+/** An output path is, lies inside, or contains one of the inputs (after symlinks and hard links): refused, inputs are never overwritten. */
+export class OutputIsInputError extends LoraportError {
+  /** The output flag and path, e.g. `--out`. */
+  readonly outputFlag: string;
+  readonly output: string;
+  /** The input flag (or argument name) and path it collides with. */
+  readonly inputFlag: string;
+  readonly input: string;
+  constructor(outputFlag: string, output: string, inputFlag: string, input: string, how: string) {
+    super("E_OUTPUT_IS_INPUT", `${outputFlag} ${output} ${how} ${inputFlag} ${input}; outputs never replace inputs: choose another ${outputFlag}`);
+    this.outputFlag = outputFlag;
+    this.output = output;
+    this.inputFlag = inputFlag;
+    this.input = input;
+  }
+}
+
 // ---- adapters ----------------------------------------------------------------------------------
 
 /** An adapter config or state dict that loraport cannot use as asked. */

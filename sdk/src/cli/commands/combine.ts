@@ -7,6 +7,8 @@ import { AdapterError } from "../../errors.js";
 import { catAdapters } from "../../adapter/combine.js";
 import { readPeftAdapter, writePeftAdapter } from "../../adapter/peft-io.js";
 import { resolveModule } from "../../adapter/config.js";
+import { assertOutputNotInput } from "../../internal/output-guard.js";
+import { peftAdapterFiles } from "../written-files.js";
 
 function parseWeights(raw: string | undefined, count: number): number[] {
   if (raw === undefined) return Array.from({ length: count }, () => 1);
@@ -24,9 +26,11 @@ export function registerCombine(program: Command): void {
     .argument("<adapters...>", "PEFT adapter folders (two or more)")
     .requiredOption("--out <dir>", "folder for the combined PEFT adapter")
     .option("--weights <w1,w2,...>", "one weight per adapter (default 1 each)")
-    .action(async (dirs: string[], opts: { out: string; weights?: string }) => {
+    .option("--json", "print one JSON object (files written with their sizes, modules, ranks) instead of text")
+    .action(async (dirs: string[], opts: { out: string; weights?: string; json?: boolean }) => {
       if (dirs.length < 2) throw new AdapterError(`combine: expected two or more adapter folders, got ${dirs.length}`);
       const weights = parseWeights(opts.weights, dirs.length);
+      assertOutputNotInput(opts.out, dirs.map((path) => ({ flag: "input adapter", path })));
       const adapters = [];
       for (const dir of dirs) {
         const { adapter, warnings } = await readPeftAdapter(dir);
@@ -36,6 +40,10 @@ export function registerCombine(program: Command): void {
       const combined = catAdapters(adapters, weights);
       await writePeftAdapter(opts.out, combined);
       const ranks = [...new Set([...combined.modules.keys()].map((n) => resolveModule(combined.config, n).r))].sort((a, b) => a - b);
+      if (opts.json) {
+        console.log(JSON.stringify({ command: "combine", out: opts.out, files: peftAdapterFiles(opts.out), adapters: dirs, weights, modules: combined.modules.size, ranks, savedWhole: combined.extraTensors.size }));
+        return;
+      }
       console.log(`combined ${dirs.length} adapters (weights ${weights.join(", ")}) into ${combined.modules.size} modules of rank ${ranks.join("/")} → ${opts.out}`);
     });
 }

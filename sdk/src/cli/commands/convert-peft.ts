@@ -8,6 +8,7 @@ import { convertLoralibToPeft } from "../../adapter/convert.js";
 import { parseEnableLora, readLoralibCheckpoint } from "../../adapter/loralib.js";
 import { describeAdapter } from "../../adapter/adapter.js";
 import { writePeftAdapter } from "../../adapter/peft-io.js";
+import { peftAdapterFiles } from "../written-files.js";
 
 export interface ConvertPeftOptions {
   readonly out?: string;
@@ -17,6 +18,7 @@ export interface ConvertPeftOptions {
   readonly enableLora?: string;
   readonly baseModel?: string;
   readonly fanInFanOut?: boolean;
+  readonly json?: boolean;
 }
 
 function num(flag: string, v: string | undefined): number | undefined {
@@ -39,10 +41,24 @@ export function withPeftOptions(cmd: Command): Command {
 
 /** `convert --to peft`: the target function `convert.ts` dispatches to. */
 export async function toPeft(input: string, opts: ConvertPeftOptions): Promise<void> {
-  await convertToPeft(input, opts);
+  if (!opts.json) {
+    await convertToPeft(input, opts);
+    return;
+  }
+  const lines: string[] = [];
+  const r = await convertToPeft(input, opts, (l) => lines.push(l));
+  console.log(JSON.stringify({ command: "convert", to: "peft", input, out: opts.out, files: peftAdapterFiles(opts.out!), ...r, report: lines }));
 }
 
-export async function convertToPeft(input: string, opts: ConvertPeftOptions, log: (line: string) => void = (l) => console.log(l)): Promise<void> {
+/** What `convert --to peft` wrote, for `--json`. */
+export interface ConvertPeftSummary {
+  readonly modules: number;
+  readonly otherTensors: number;
+  readonly loraParams: number;
+  readonly savedWholeParams: number;
+}
+
+export async function convertToPeft(input: string, opts: ConvertPeftOptions, log: (line: string) => void = (l) => console.log(l)): Promise<ConvertPeftSummary> {
   if (!opts.out) throw new AdapterError("convert --to peft needs --out <dir>");
   const ckpt = await readLoralibCheckpoint(input);
   const r = num("--r", opts.r);
@@ -60,4 +76,5 @@ export async function convertToPeft(input: string, opts: ConvertPeftOptions, log
   for (const line of report.lines) log(line);
   const d = describeAdapter(adapter);
   log(`wrote ${opts.out}: ${d.loraParams.toLocaleString("en-US")} LoRA parameters + ${d.extraParams.toLocaleString("en-US")} saved whole`);
+  return { modules: ckpt.modules.size, otherTensors: ckpt.other.size, loraParams: d.loraParams, savedWholeParams: d.extraParams };
 }

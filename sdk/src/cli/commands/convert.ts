@@ -1,10 +1,12 @@
 import { type Command, Option } from "commander";
 import { LoraportError } from "../../errors.js";
 import { convertTorchToSafetensors } from "../../formats/convert.js";
+import { assertOutputNotInput } from "../../internal/output-guard.js";
+import { writtenFiles } from "../written-files.js";
 import { toPeft, withPeftOptions, type ConvertPeftOptions } from "./convert-peft.js";
 
 /** What `convert` can produce; each target is one function here (the adapter engineer adds `peft`). */
-type ConvertOptions = { out: string; to: string } & ConvertPeftOptions;
+type ConvertOptions = { out: string; to: string; json?: boolean } & ConvertPeftOptions;
 const TARGETS: Record<string, (input: string, opts: ConvertOptions) => Promise<void>> = {
   safetensors: toSafetensors,
   peft: toPeft,
@@ -17,16 +19,24 @@ export function registerConvert(program: Command): void {
     .description("convert a checkpoint: a torch .pt/.bin to safetensors (metadata {\"format\": \"pt\"}, shared tensors stored once), or a loralib checkpoint to a PEFT adapter folder (--to peft)")
     .argument("<input>", "the checkpoint to convert")
     .requiredOption("--out <path>", "where to write the result")
-    .addOption(new Option("--to <target>", "what to write: safetensors or peft").default("safetensors")))
+    .addOption(new Option("--to <target>", "what to write: safetensors or peft").default("safetensors"))
+    .option("--json", "print one JSON object (files written with their sizes, tensors) instead of text"))
     .action(async (input: string, opts: ConvertOptions) => {
       const target = TARGETS[opts.to];
       if (!target) throw new LoraportError("E_USAGE", `--to ${opts.to}: unknown target (expected one of ${Object.keys(TARGETS).join(", ")})`);
+      // Every target: the output may not be, lie inside or hold the input (symlinks and hard links resolved).
+      assertOutputNotInput(opts.out, [{ flag: "<input>", path: input }]);
       await target(input, opts);
     });
 }
 
 async function toSafetensors(input: string, opts: ConvertOptions): Promise<void> {
   const r = await convertTorchToSafetensors(input, opts.out);
+  if (opts.json) {
+    const aliases = Object.fromEntries(r.aliases);
+    process.stdout.write(`${JSON.stringify({ command: "convert", to: "safetensors", input, out: opts.out, files: writtenFiles([opts.out]), tensors: r.written.length, dataBytes: r.bytes, aliases })}\n`);
+    return;
+  }
   const lines = [`wrote ${opts.out}: ${r.written.length} tensors, ${r.bytes} bytes of data`];
   for (const [alias, kept] of r.aliases) lines.push(`  '${alias}' shares its tensor with '${kept}': stored once, as '${kept}'`);
   process.stdout.write(`${lines.join("\n")}\n`);

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { LoraportError } from "../../errors.js";
+import { assertOutputNotInput } from "../../internal/output-guard.js";
 import { exportInference } from "./export-inference.js";
 import { addTrainStepOptions, exportTrainStepCli } from "./export-train-step.js";
 
@@ -53,6 +54,7 @@ export function registerExport(program: Command): void {
   addTrainStepOptions(cmd).action(async (opts: ExportCliOptions) => {
       const handler = EXPORT_MODES[opts.mode];
       if (!handler) throw new LoraportError("E_USAGE", `--mode ${opts.mode}: expected one of ${Object.keys(EXPORT_MODES).join(", ")}`);
+      assertOutputNotInput(opts.out, [{ flag: "--base", path: opts.base }, { flag: "--adapter", path: opts.adapter }]);
       await handler(opts);
     });
 }

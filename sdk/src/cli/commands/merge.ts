@@ -2,9 +2,21 @@ import type { Command } from "commander";
 import { AdapterError } from "../../errors.js";
 import { mergeModel } from "../../adapter/merge-model.js";
 import { readPeftAdapter } from "../../adapter/peft-io.js";
+import { assertOutputNotInput } from "../../internal/output-guard.js";
 import { progressBar } from "../progress-bar.js";
+import { writtenFiles } from "../written-files.js";
 
 const DTYPES = { f32: "F32", f16: "F16", bf16: "BF16" } as const;
+
+interface MergeCliOptions {
+  base: string;
+  adapter: string;
+  out: string;
+  dtype?: string;
+  safe?: boolean;
+  unmerge?: boolean;
+  json?: boolean;
+}
 
 /**
  * `loraport merge`: a PEFT adapter merged into base safetensors weights (or, with --unmerge, subtracted from
@@ -20,15 +32,17 @@ export function registerMerge(program: Command): void {
     .option("--dtype <dtype>", "output dtype of float tensors: f32, f16 or bf16 (default: as the base)")
     .option("--safe", "refuse non-finite merged values")
     .option("--unmerge", "subtract the adapter instead: --base holds weights it was merged into (W = W' − ΔW)")
-    .action(async (opts: { base: string; adapter: string; out: string; dtype?: string; safe?: boolean; unmerge?: boolean }) => {
+    .option("--json", "print one JSON object (files written with their sizes, modules merged) instead of text")
+    .action(async (opts: MergeCliOptions) => {
       let dtype: (typeof DTYPES)[keyof typeof DTYPES] | undefined;
       if (opts.dtype !== undefined) {
         dtype = DTYPES[opts.dtype.toLowerCase() as keyof typeof DTYPES];
         if (!dtype) throw new AdapterError(`--dtype '${opts.dtype}': expected f32, f16 or bf16`);
       }
+      assertOutputNotInput(opts.out, [{ flag: "--base", path: opts.base }, { flag: "--adapter", path: opts.adapter }]);
       const { adapter, warnings } = await readPeftAdapter(opts.adapter);
       for (const w of warnings) process.stderr.write(`loraport: warning: ${w}\n`);
-      const bar = progressBar();
+      const bar = progressBar(!opts.json && process.stderr.isTTY === true);
       const t0 = performance.now();
       try {
         const report = await mergeModel(opts.base, adapter, opts.out, {
@@ -36,6 +50,13 @@ export function registerMerge(program: Command): void {
         });
         bar.stop();
         const secs = (performance.now() - t0) / 1000;
+        if (opts.json) {
+          console.log(JSON.stringify({
+            command: opts.unmerge ? "unmerge" : "merge", out: report.out, files: writtenFiles(report.files), tensors: report.tensors, modules: report.merged.length,
+            merged: report.merged, replaced: report.replaced, unused: report.unused, bytesRead: report.bytesRead, bytesWritten: report.bytesWritten, seconds: secs,
+          }));
+          return;
+        }
         const shards = report.files.filter((f) => f.endsWith(".safetensors")).length;
         console.log(`${opts.unmerge ? "unmerged" : "merged"} ${report.merged.length} modules ${opts.unmerge ? "from" : "into"} ${report.tensors} tensors in ${secs.toFixed(2)} s → ${shards > 1 ? `${opts.out} (${shards} shards + index)` : report.files[0]}`);
         if (report.replaced.length) console.log(`replaced by the adapter's saved copies: ${report.replaced.join(", ")}`);

@@ -8,6 +8,7 @@ import type { ScheduleKind } from "../../training/schedule.js";
 import { tokenizeTexts } from "../../training/tokenize.js";
 import { Trainer } from "../../training/trainer.js";
 import { progressBar } from "../progress-bar.js";
+import { assertOutputNotInput } from "../../internal/output-guard.js";
 
 interface TrainCliOptions {
   artifact: string;
@@ -73,6 +74,7 @@ export function registerTrain(program: Command): void {
       if (o.checkpointEvery && !o.checkpoint) throw new LoraportError("E_USAGE", "--checkpoint-every needs --checkpoint <file>");
       const provider = o.provider ?? "auto";
       if (!["auto", "cpu", "cuda"].includes(provider)) throw new LoraportError("E_USAGE", `--provider ${provider}: expected auto, cpu or cuda`);
+      assertOutputNotInput(o.out, [{ flag: "--artifact", path: o.artifact }, { flag: "--data", path: o.data }]);
       const data = await readData(o.data, o.artifact);
       const trainer = await Trainer.load(o.artifact, {
         executionProviders: provider === "auto" ? "auto" : [provider as "cpu" | "cuda"],
