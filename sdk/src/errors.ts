@@ -44,6 +44,19 @@ export class FileMissingError extends LoraportError {
   }
 }
 
+/** A Hugging Face Hub id (`org/name[@revision]`) that is neither a folder, nor in the local cache, nor downloadable now. */
+export class HubModelMissingError extends FileMissingError {
+  /** The id as given, e.g. `openai-community/gpt2@main`. */
+  readonly id: string;
+  /** The cache folder that was looked in. */
+  readonly cacheDir: string;
+  constructor(id: string, cacheDir: string, message: string) {
+    super(id, message);
+    this.id = id;
+    this.cacheDir = cacheDir;
+  }
+}
+
 /** An output path is, lies inside, or contains one of the inputs (after symlinks and hard links): refused, inputs are never overwritten. */
 export class OutputIsInputError extends LoraportError {
   /** The output flag and path, e.g. `--out`. */

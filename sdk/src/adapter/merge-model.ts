@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { AdapterError, FormatError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { IO_CHUNK } from "../formats/atomic-file.js";
 import { openSafetensorsModel, type ModelSource } from "../formats/safetensors/index.js";
+import { resolveModelPath } from "../hub/resolve-model.js";
 import type { ProgressCallback } from "../progress.js";
 import { castTo, fromBytes, isFloat, itemsize, numel, type DType, type Tensor } from "../tensor/index.js";
 import { baseWeightShape, type LoraAdapter, type LoraModule } from "./adapter.js";
@@ -126,7 +127,7 @@ function planMerge(src: ModelSource, adapter: LoraAdapter): Plan {
 
 /** Merge `adapter` into the model at `basePath`, writing `outPath` (a file for a single-file base, else a folder). */
 export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath: string, options: MergeModelOptions = {}): Promise<MergeModelReport> {
-  const src = await openSafetensorsModel(basePath);
+  const src = await openSafetensorsModel(await resolveModelPath(basePath, { onProgress: options.onProgress }));
   const handles = new FileHandles();
   try {
     const plan = planMerge(src, adapter);

@@ -7,6 +7,7 @@
  */
 import { endianness } from "node:os";
 import { ProtocolError, SidecarError, SidecarExitedError } from "../errors.js";
+import { resolveModelPath } from "../hub/resolve-model.js";
 import type { MethodMap, MethodName } from "./generated/methods.js";
 import type { HelloResult, LoadModelParams } from "./generated/methods.js";
 import { PROTOCOL_VERSION, encodeHeader, type TensorsIn } from "./internal/codec.js";
@@ -125,7 +126,7 @@ export class Sidecar implements AsyncDisposable {
    * Hugging Face model folder, or a handle loaded in this sidecar.
    */
   async exportOnnx(model: string | ModelHandle, out: string, options: ExportOnnxOptions = {}): Promise<ExportOnnxResult> {
-    const { params, call } = exportOnnxCall(model, out, options);
+    const { params, call } = exportOnnxCall(typeof model === "string" ? await resolveModelPath(model) : model, out, options);
     return (await this.call("exportOnnx", params, undefined, call)).result;
   }
 
@@ -134,7 +135,7 @@ export class Sidecar implements AsyncDisposable {
    * finish unless its gates pass against PyTorch (see the method's schema).
    */
   async exportTrainStep(model: TrainStepModel, out: string, options: ExportTrainStepOptions = {}): Promise<ExportTrainStepResult> {
-    const { params, call } = exportTrainStepCall(model, out, options);
+    const { params, call } = exportTrainStepCall(typeof model === "string" ? await resolveModelPath(model) : model, out, options);
     return (await this.call("exportTrainStep", params, undefined, call)).result;
   }
 

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { LoraportError } from "../errors.js";
 import { COMMANDS } from "./commands/index.js";
+import { resolveModelOptions } from "./model-options.js";
 
 /**
  * Runs the CLI and returns the exit code. Errors become one line on stderr (no stack trace);
@@ -12,6 +13,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   for (const register of COMMANDS) register(program);
+  program.hook("preAction", resolveModelOptions);
   try {
     await program.parseAsync([...argv], { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;

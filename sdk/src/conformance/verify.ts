@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { FileMissingError } from "../errors.js";
+import { resolveModelPath } from "../hub/resolve-model.js";
 import { openSafetensors } from "../formats/safetensors/index.js";
 import type { CaseFile, PairKind, Tolerance } from "./case.js";
 import { conformanceReferenceDir } from "./paths.js";
@@ -32,7 +33,7 @@ export interface VerifyOptions {
 }
 
 export async function runVerify(options: VerifyOptions): Promise<ConformanceReport> {
-  const base = resolve(options.base);
+  const base = resolve(await resolveModelPath(options.base));
   const adapter = resolve(options.adapter);
   if (!existsSync(join(base, "config.json"))) throw new FileMissingError(join(base, "config.json"), `${base}: not a Hugging Face model folder (no config.json)`);
   if (!existsSync(join(adapter, "adapter_config.json"))) throw new FileMissingError(join(adapter, "adapter_config.json"), `${adapter}: not a PEFT adapter folder (no adapter_config.json)`);

@@ -8,6 +8,7 @@
  */
 import { join } from "node:path";
 import { FileMissingError, RuntimeError } from "../errors.js";
+import { resolveModelPath } from "../hub/resolve-model.js";
 import type { AdapterSource } from "../runtime/adapter-feeds.js";
 import { LoraModel, type LoraModelOptions } from "../runtime/lora-model.js";
 import { loadTokenizer, type ChatMessage, type ChatTemplateOptions, type Tokenizer } from "../tokenizer/index.js";
@@ -37,6 +38,7 @@ export class TextModel {
 
   /** Load an export of a causal LM (`loraport export`, with its KV cache) and its tokenizer. */
   static async load(dir: string, options: LoraModelOptions = {}): Promise<TextModel> {
+    dir = await resolveModelPath(dir, { onProgress: options.onProgress });
     const lora = await LoraModel.load(dir, options);
     try {
       const gen = lora.manifest.generation;

@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { AdapterError, RuntimeError } from "../errors.js";
+import { resolveModelPath } from "../hub/resolve-model.js";
 import type { ProgressCallback } from "../progress.js";
 import { tensor, type Tensor } from "../tensor/index.js";
 import { adapterFeeds, baseFeeds, type AdapterSource } from "./adapter-feeds.js";
@@ -103,6 +104,7 @@ export class LoraModel {
 
   /** Load an exported folder (model.onnx + loraport-onnx.json) and start its session on a worker thread. */
   static async load(dir: string, options: LoraModelOptions = {}): Promise<LoraModel> {
+    dir = await resolveModelPath(dir, { onProgress: options.onProgress });
     const manifest = readManifest(dir);
     if (manifest.mode === "adapter-inputs" && !manifest.lora_index_input) {
       throw new RuntimeError(`${dir}: exported by an earlier loraport (LoRA inputs without factor tables, before mixed-adapter batches); re-export it with 'loraport export'`);
