@@ -152,8 +152,8 @@ export class SidecarExitedError extends SidecarError {
   readonly exitCode: number | undefined;
   readonly signal: string | undefined;
   readonly stderrTail: string;
-  constructor(message: string, exitCode: number | undefined, signal: string | undefined, stderrTail: string) {
-    super("E_SIDECAR_EXITED", message);
+  constructor(message: string, exitCode: number | undefined, signal: string | undefined, stderrTail: string, code = "E_SIDECAR_EXITED") {
+    super(code, message);
     this.exitCode = exitCode;
     this.signal = signal;
     this.stderrTail = stderrTail;
@@ -182,5 +182,33 @@ export class RuntimeError extends LoraportError {
 export class OverloadedError extends LoraportError {
   constructor(message: string) {
     super("E_OVERLOADED", message);
+  }
+}
+
+// ---- arguments ---------------------------------------------------------------------------------
+
+/** A public function was called with an argument it cannot use. `argument` names it as the caller wrote it. */
+export class ArgumentError extends LoraportError {
+  /** The argument (or the path inside it), e.g. `params.a.b`, `inputs.inputIds[2][0]`, `tensors[1].data`. */
+  readonly argument: string;
+  constructor(argument: string, expected: string, options?: ErrorOptions) {
+    super("E_ARGUMENT", `${argument}: ${expected}`, options);
+    this.argument = argument;
+  }
+}
+
+/**
+ * The Python environment tried for the sidecar cannot run it (no such interpreter, or a package it needs is
+ * missing). Says which interpreter was tried, where that choice came from, and how to make the right one.
+ */
+export class SidecarEnvironmentError extends SidecarExitedError {
+  /** The interpreter that was tried. */
+  readonly python: string;
+  /** The Python module it lacked (`zmq`, `torch`, …), when that was the problem. */
+  readonly missingModule: string | undefined;
+  constructor(message: string, python: string, missingModule: string | undefined, exit: { exitCode?: number | undefined; signal?: string | undefined; stderrTail?: string }) {
+    super(message, exit.exitCode, exit.signal, exit.stderrTail ?? "", "E_SIDECAR_ENV");
+    this.python = python;
+    this.missingModule = missingModule;
   }
 }

@@ -8,6 +8,7 @@ import type {
   AttachAdapterParams, AttachAdapterResult, ForwardParams, GetTensorsParams, HfGenerateParams, HfGenerateResult, LoadModelResult, MergeAndUnloadResult,
   SaveAdapterParams, SaveAdapterResult,
 } from "./generated/methods.js";
+import { checkCallOptions, checkParams, checkString, checkTensorsIn } from "./internal/check-args.js";
 import type { TensorsIn } from "./internal/codec.js";
 import type { CallOptions, CallResult } from "./options.js";
 import type { Sidecar } from "./sidecar.js";
@@ -45,6 +46,9 @@ export class ModelHandle implements AsyncDisposable {
   /** Attach a LoRA adapter: a PEFT folder, a PEFT config + adapter tensors (by PEFT key), or a loralib checkpoint. */
   async attachAdapter(source: AttachAdapterParams["source"], opts: CallOptions & { adapterName?: string; tensors?: Readonly<Record<string, Tensor>> } = {}): Promise<AttachAdapterResult> {
     this.check();
+    checkParams(source, "source");
+    checkCallOptions(opts);
+    checkTensorsIn(opts.tensors, "opts.tensors");
     const params: AttachAdapterParams = { handle: this.handle, source, ...(opts.adapterName ? { adapterName: opts.adapterName } : {}) };
     return (await this.sc.call("attachAdapter", params, opts.tensors, opts)).result;
   }
@@ -52,12 +56,15 @@ export class ModelHandle implements AsyncDisposable {
   /** Run the model (eval, no grad). Inputs by forward-argument name; returns the requested outputs by name. */
   async forward(inputs: Readonly<Record<string, Tensor>>, params: Omit<ForwardParams, "handle"> = {}, opts?: CallOptions): Promise<Readonly<Record<string, Tensor>>> {
     this.check();
+    checkTensorsIn(inputs, "inputs");
+    checkParams(params);
     return (await this.sc.call("forward", { handle: this.handle, ...params }, inputs, opts)).named;
   }
 
   /** transformers' own greedy `generate` (with the attached PEFT adapter): the reference for loraport's generation. */
   async hfGenerate(params: Omit<HfGenerateParams, "handle">, opts?: CallOptions): Promise<HfGenerateResult> {
     this.check();
+    checkParams(params);
     return (await this.sc.call("hfGenerate", { handle: this.handle, ...params }, undefined, opts)).result;
   }
 
@@ -69,17 +76,21 @@ export class ModelHandle implements AsyncDisposable {
   /** Weights by state-dict name. */
   async getTensors(select: Omit<GetTensorsParams, "handle"> = {}, opts?: CallOptions): Promise<Readonly<Record<string, Tensor>>> {
     this.check();
+    checkParams(select, "select");
     return (await this.sc.call("getTensors", { handle: this.handle, ...select }, undefined, opts)).named;
   }
 
   async saveAdapter(path: string, more: Omit<SaveAdapterParams, "handle" | "path"> = {}, opts?: CallOptions): Promise<SaveAdapterResult> {
     this.check();
+    checkString(path, "path", "an output folder");
+    checkParams(more, "more");
     return (await this.sc.call("saveAdapter", { handle: this.handle, path, ...more }, undefined, opts)).result;
   }
 
   /** Any other op that takes `{handle}` (e.g. ones added by other areas). */
   async call(method: string, params: object = {}, tensors?: TensorsIn, opts?: CallOptions): Promise<CallResult<Record<string, unknown>>> {
     this.check();
+    checkParams(params);
     return this.sc.call(method, { handle: this.handle, ...params }, tensors, opts);
   }
 

@@ -6,13 +6,14 @@
  *   const { named } = await model.forward({ input_ids: ids });
  */
 import { endianness } from "node:os";
-import { ProtocolError, SidecarError, SidecarExitedError } from "../errors.js";
+import { ProtocolError, RemoteError, SidecarEnvironmentError, SidecarError, SidecarExitedError } from "../errors.js";
 import { resolveModelPath } from "../hub/resolve-model.js";
 import type { MethodMap, MethodName } from "./generated/methods.js";
 import type { HelloResult, LoadModelParams } from "./generated/methods.js";
+import { checkCallOptions, checkMethod, checkParams, checkSidecarOptions, checkString, checkTensorsIn } from "./internal/check-args.js";
 import { PROTOCOL_VERSION, encodeHeader, type TensorsIn } from "./internal/codec.js";
 import { planEndpoints, type EndpointPlan } from "./internal/endpoint.js";
-import { SidecarProcess, defaultPython, resolveRoot, type ExitInfo } from "./internal/process.js";
+import { SidecarProcess, choosePython, resolveRoot, type ExitInfo } from "./internal/process.js";
 import { Rpc } from "./internal/rpc.js";
 import { DEFAULT_SHARED_MEMORY_THRESHOLD, createSharedMemory, type SharedMemory } from "./internal/shared-memory.js";
 import { Transport } from "./internal/transport.js";
@@ -54,6 +55,7 @@ export class Sidecar implements AsyncDisposable {
 
   /** Spawn the sidecar and handshake (protocol version, torch version, devices). */
   static async start(opts: SidecarOptions = {}): Promise<Sidecar> {
+    checkSidecarOptions(opts);
     const sc = new Sidecar(opts);
     await sc.ensureSession();
     return sc;
@@ -104,6 +106,11 @@ export class Sidecar implements AsyncDisposable {
   call<M extends MethodName>(method: M, params: MethodMap[M]["params"], tensors?: TensorsIn, opts?: CallOptions): Promise<CallResult<MethodMap[M]["result"]>>;
   call(method: string, params: object, tensors?: TensorsIn, opts?: CallOptions): Promise<CallResult<Record<string, unknown>>>;
   async call(method: string, params: object, tensors?: TensorsIn, opts: CallOptions = {}): Promise<CallResult<unknown>> {
+    // Checked before anything starts: a bad argument is the caller's ArgumentError, never a crash in the encoder.
+    checkMethod(method);
+    checkParams(params);
+    checkTensorsIn(tensors);
+    checkCallOptions(opts);
     const s = await this.ensureSession();
     return s.rpc.call(method, params, tensors, opts, this.opts.timeoutMs);
   }
@@ -126,6 +133,8 @@ export class Sidecar implements AsyncDisposable {
    * Hugging Face model folder, or a handle loaded in this sidecar.
    */
   async exportOnnx(model: string | ModelHandle, out: string, options: ExportOnnxOptions = {}): Promise<ExportOnnxResult> {
+    if (!(model instanceof ModelHandle)) checkString(model, "model", "a model folder or a ModelHandle");
+    checkString(out, "out", "an output folder");
     const { params, call } = exportOnnxCall(typeof model === "string" ? await resolveModelPath(model) : model, out, options);
     return (await this.call("exportOnnx", params, undefined, call)).result;
   }
@@ -135,6 +144,8 @@ export class Sidecar implements AsyncDisposable {
    * finish unless its gates pass against PyTorch (see the method's schema).
    */
   async exportTrainStep(model: TrainStepModel, out: string, options: ExportTrainStepOptions = {}): Promise<ExportTrainStepResult> {
+    if (typeof model !== "object" || model === null) checkString(model, "model", "a model folder or { builtin }");
+    checkString(out, "out", "an output folder");
     const { params, call } = exportTrainStepCall(typeof model === "string" ? await resolveModelPath(model) : model, out, options);
     return (await this.call("exportTrainStep", params, undefined, call)).result;
   }
@@ -155,7 +166,7 @@ export class Sidecar implements AsyncDisposable {
   private async spawn(): Promise<Session> {
     if (endianness() !== "LE") throw new ProtocolError("the wire format is little-endian; this host is big-endian");
     const root = resolveRoot(this.opts.root);
-    const python = this.opts.python ?? defaultPython(root);
+    const { python, source: pythonSource } = choosePython(this.opts.python, root);
     // libzmq has no ipc:// on Windows.
     const plan = planEndpoints(this.opts.transport ?? (process.platform === "win32" ? "tcp" : "ipc"));
     const shm = createSharedMemory(this.opts.sharedMemoryThreshold ?? DEFAULT_SHARED_MEMORY_THRESHOLD);
@@ -175,7 +186,7 @@ export class Sidecar implements AsyncDisposable {
     let spawned;
     try {
       spawned = await SidecarProcess.spawn({
-        python, root, config, env: this.opts.env ?? {}, startTimeoutMs,
+        python, pythonSource, root, config, env: this.opts.env ?? {}, startTimeoutMs,
         forceKillAfterMs: this.opts.forceKillAfterMs ?? 2000, onStderr: this.opts.onStderr,
       });
     } catch (e) {
@@ -209,6 +220,13 @@ export class Sidecar implements AsyncDisposable {
       session.capabilities = result;
     } catch (e) {
       await this.teardown(session, 0);
+      // torch and the other heavy packages are imported after READY: an environment lacking them fails here.
+      const missing = e instanceof RemoteError ? /No module named '([^']+)'/.exec(e.message) : null;
+      if (missing) {
+        throw new SidecarEnvironmentError(
+          `the Python environment tried for the sidecar, ${python} (from ${pythonSource}), has no module '${missing[1]}' (the sidecar needs sidecar/requirements.txt installed). \`npm run setup\` (in ${root}) makes the sidecar's environment in .venv; or pass { python } / set LORAPORT_PYTHON`,
+          python, missing[1]!.split(".")[0], {});
+      }
       throw e;
     }
     return session;

@@ -1,4 +1,6 @@
-import { LoraportError } from "../errors.js";
+import { ArgumentError, LoraportError } from "../errors.js";
+import { checkDType, checkShape } from "./check-tensor.js";
+import { describeValue } from "./describe-value.js";
 import { arrayTypeOf, isFloat, itemsize, type DType, type TensorData } from "./dtype.js";
 import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16 } from "./half.js";
 import type { Tensor } from "./tensor.js";
@@ -20,17 +22,21 @@ export function byteLength(t: Tensor): number {
 
 /** Make a tensor, checking that the data length matches the shape and the array type matches the dtype. */
 export function tensor(dtype: DType, shape: readonly number[], data?: TensorData): Tensor {
-  const n = numel(shape);
+  // Callers from plain JS (or `as` casts) reach here with anything: typed errors, not TypeErrors from inside.
+  checkDType(dtype, "dtype");
+  const n = checkShape(shape, "shape");
   const Ctor = arrayTypeOf(dtype);
   const d = data ?? new Ctor(n);
-  if (!(d instanceof Ctor)) throw new LoraportError("E_SHAPE", `${dtype} tensor needs a ${Ctor.name}, got ${d.constructor.name}`);
-  if (d.length !== n) throw new LoraportError("E_SHAPE", `${dtype} tensor of shape [${shape.join(", ")}] needs ${n} elements, got ${d.length}`);
+  if (!(d instanceof Ctor)) throw new ArgumentError("data", `a ${dtype} tensor needs a ${Ctor.name}, got ${describeValue(d)}`);
+  if (d.length !== n) throw new ArgumentError("data", `a ${dtype} tensor of shape [${shape.join(", ")}] needs ${n} elements, got ${d.length}`);
   return { dtype, shape: [...shape], data: d };
 }
 
 /** View raw little-endian bytes as a tensor; copies only when the bytes are not aligned for the dtype. */
 export function fromBytes(dtype: DType, shape: readonly number[], bytes: Uint8Array): Tensor {
-  const n = numel(shape);
+  checkDType(dtype, "dtype");
+  const n = checkShape(shape, "shape");
+  if (!(bytes instanceof Uint8Array)) throw new LoraportError("E_SHAPE", `bytes: expected a Uint8Array, got ${describeValue(bytes)}`);
   const size = itemsize(dtype);
   if (bytes.byteLength !== n * size) {
     throw new LoraportError("E_SHAPE", `${dtype} [${shape.join(", ")}] needs ${n * size} bytes, got ${bytes.byteLength}`);

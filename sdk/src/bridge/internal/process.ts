@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { execa } from "execa";
-import { FileMissingError, SidecarExitedError } from "../../errors.js";
+import { SidecarEnvironmentError, SidecarExitedError } from "../../errors.js";
 import { packageRoot } from "../../internal/package-root.js";
 
 const STDERR_TAIL_BYTES = 8192;
@@ -16,13 +16,48 @@ const STDERR_TAIL_BYTES = 8192;
 export { packageRoot };
 
 export function defaultPython(root: string): string {
+  return choosePython(undefined, root).python;
+}
+
+/** The interpreter to run and, for error messages, where that choice came from. */
+export interface PythonChoice {
+  readonly python: string;
+  readonly source: string;
+}
+
+/** `explicit` (the `python` option), else `$LORAPORT_PYTHON`, else the project's `.venv` (which must exist). */
+export function choosePython(explicit: string | undefined, root: string): PythonChoice {
+  if (explicit) return { python: explicit, source: "the python option" };
   const env = process.env["LORAPORT_PYTHON"];
-  if (env) return env;
+  if (env) return { python: env, source: "$LORAPORT_PYTHON" };
   const venv = process.platform === "win32" ? join(root, ".venv", "Scripts", "python.exe") : join(root, ".venv", "bin", "python");
   if (!existsSync(venv)) {
-    throw new FileMissingError(venv, `${venv}: the sidecar's Python environment is missing; run \`npm run setup\`, or pass { python } / set LORAPORT_PYTHON`);
+    throw new SidecarEnvironmentError(
+      `the sidecar's Python environment ${venv} does not exist: \`npm run setup\` (in ${root}) makes it; or pass { python } / set LORAPORT_PYTHON to an interpreter that has sidecar/requirements.txt installed`,
+      venv, undefined, {});
   }
-  return venv;
+  return { python: venv, source: `the project's environment (${join(root, ".venv")})` };
+}
+
+/**
+ * What a failed start says when the interpreter itself is the problem: it does not exist, or it lacks a package
+ * the sidecar imports (raw Python would print a `ModuleNotFoundError` traceback). Undefined for other failures.
+ */
+export function environmentProblem(choice: PythonChoice, root: string, spawnError: string | undefined, info: ExitInfo | undefined): SidecarEnvironmentError | undefined {
+  const fix = `\`npm run setup\` (in ${root}) makes the sidecar's environment in ${join(root, ".venv")}; or pass { python } / set LORAPORT_PYTHON to an interpreter with sidecar/requirements.txt installed`;
+  const tried = `${choice.python} (from ${choice.source})`;
+  if (spawnError !== undefined && /ENOENT|EACCES/.test(spawnError)) {
+    return new SidecarEnvironmentError(`cannot run the sidecar's Python: ${tried} ${/EACCES/.test(spawnError) ? "is not executable" : "does not exist"}. ${fix}`, choice.python, undefined, {});
+  }
+  const tail = info?.stderrTail ?? "";
+  const missing = /ModuleNotFoundError: No module named '([^']+)'/.exec(tail);
+  if (missing) {
+    const mod = missing[1]!;
+    return new SidecarEnvironmentError(
+      `the Python environment tried for the sidecar, ${tried}, has no module '${mod}' (the sidecar needs pyzmq, msgpack, torch and the rest of sidecar/requirements.txt). ${fix}`,
+      choice.python, mod.split(".")[0], info ?? {});
+  }
+  return undefined;
 }
 
 export interface ExitInfo {
@@ -39,6 +74,8 @@ export interface ReadyLine {
 
 export interface SpawnOptions {
   readonly python: string;
+  /** Where `python` came from, for the message when it cannot run the sidecar. */
+  readonly pythonSource: string;
   readonly root: string;
   readonly config: Record<string, unknown>;
   readonly env: Readonly<Record<string, string>>;
@@ -107,18 +144,24 @@ export class SidecarProcess {
     });
     child.stdin?.on("error", () => {}); // EPIPE when the sidecar is already gone: its exit is reported instead
     child.stdin?.write(`${JSON.stringify(opts.config)}\n`);
-    const ready = await proc.readReady(opts.startTimeoutMs, opts.python);
+    const ready = await proc.readReady(opts.startTimeoutMs, { python: opts.python, source: opts.pythonSource }, opts.root);
     return { proc, ready };
   }
 
-  private readReady(timeoutMs: number, python: string): Promise<ReadyLine> {
+  private readReady(timeoutMs: number, choice: PythonChoice, root: string): Promise<ReadyLine> {
+    const python = choice.python;
     const out = this.child.stdout!;
     out.setEncoding("utf8");
     return new Promise<ReadyLine>((resolveReady, rejectReady) => {
       let buf = "";
-      const fail = (why: string, info?: ExitInfo) => {
+      const fail = (why: string, info?: ExitInfo, spawnError?: string) => {
         cleanup();
         const i = info ?? { exitCode: undefined, signal: undefined, stderrTail: this.stderrTail };
+        const env = environmentProblem(choice, root, spawnError, i);
+        if (env) {
+          rejectReady(env);
+          return;
+        }
         rejectReady(new SidecarExitedError(`sidecar (${python}) ${why}${i.stderrTail ? `; stderr: ${i.stderrTail.trim().split("\n").slice(-5).join(" | ")}` : ""}`, i.exitCode, i.signal, i.stderrTail));
       };
       const onData = (chunk: string) => {
@@ -148,7 +191,7 @@ export class SidecarProcess {
       };
       out.on("data", onData);
       this.exited.then(onExit, () => {});
-      this.child.once("error", (e) => fail(`could not start: ${e.message}`));
+      this.child.once("error", (e) => fail(`could not start: ${e.message}`, undefined, e.message));
     });
   }
 
