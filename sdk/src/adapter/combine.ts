@@ -1,88 +1,92 @@
 /**
- * Combining adapters exactly with PEFT's `cat`: A' = rows-concat(w_i·s_i·A_i), B' = cols-concat(B_i), so
- * ΔW' = Σ w_i·ΔW_i; the result has rank Σ r_i and alpha = rank (scaling 1), like `add_weighted_adapter`.
+ * Combining adapters as PEFT's `add_weighted_adapter` does, for all eleven combination types:
+ * - `cat` (exact: ΔW' = Σ wᵢΔWᵢ, rank Σ rᵢ) — combine/cat.ts;
+ * - `linear`, `ties`, `dare_linear`, `dare_ties`, `magnitude_prune` on the factors (equal ranks) — combine/factor-methods.ts;
+ * - `svd`, `ties_svd`, `dare_linear_svd`, `dare_ties_svd`, `magnitude_prune_svd` on ΔW, SVD-truncated — combine/svd-methods.ts.
+ * The result always has scaling 1 (alpha = rank).
  */
-import { AdapterError, UnsupportedFeatureError } from "../errors.js";
-import { toFloat32, type Tensor } from "../tensor/index.js";
-import type { LoraAdapter, LoraModule } from "./adapter.js";
-import { moduleDims } from "./adapter.js";
-import { loraConfig, resolveModule } from "./config.js";
+import { ArgumentError } from "../errors.js";
+import type { LoraAdapter } from "./adapter.js";
+import { catAdapters } from "./combine/cat.js";
+import { combineFactors, orderedModuleNames, type FactorMethod } from "./combine/factor-methods.js";
+import type { MajoritySignMethod } from "./combine/merge-rules.js";
+import { combineBySvd, type SvdMethod } from "./combine/svd-methods.js";
+import { TorchCpuGenerator } from "./combine/torch-generator.js";
 
-export function catAdapters(adapters: readonly LoraAdapter[], weights: readonly number[] = adapters.map(() => 1)): LoraAdapter {
-  if (adapters.length === 0) throw new AdapterError("cat: no adapters given");
-  if (weights.length !== adapters.length) throw new AdapterError(`cat: ${adapters.length} adapters but ${weights.length} weights`);
-  const names = [...new Set(adapters.flatMap((a) => [...a.modules.keys()]))];
-  const modules = new Map<string, LoraModule>();
-  const ranks = new Map<string, number>();
-  for (const name of names) {
-    const parts: { A: Float32Array; B: Float32Array; r: number }[] = [];
-    let kind: LoraModule["kind"] | undefined;
-    let dims: { in: number; out: number } | undefined;
-    let aShape: readonly number[] = [];
-    for (const [i, ad] of adapters.entries()) {
-      const m = ad.modules.get(name);
-      if (!m) continue;
-      if (m.magnitude) throw new UnsupportedFeatureError("use_dora", `cat: ${name}: DoRA adapters cannot be concatenated exactly`);
-      if (m.bBias) throw new UnsupportedFeatureError("lora_bias", `cat: ${name}: lora_B.bias cannot be concatenated`);
-      const d = moduleDims(m);
-      if (kind && (kind !== m.kind || d.in !== dims!.in || d.out !== dims!.out)) {
-        throw new AdapterError(`cat: ${name}: adapters disagree on the module (${kind} ${dims!.out}×${dims!.in} vs ${m.kind} ${d.out}×${d.in})`);
-      }
-      kind = m.kind;
-      dims = d;
-      aShape = m.A.shape;
-      const { scaling, r } = resolveModule(ad.config, name);
-      const c = Math.fround(weights[i]! * scaling);
-      const A = toFloat32(m.A, true);
-      for (let k = 0; k < A.length; k++) A[k] = Math.fround(A[k]! * c);
-      parts.push({ A, B: toFloat32(m.B), r });
-    }
-    const rTotal = parts.reduce((s, p) => s + p.r, 0);
-    const { in: nIn, out } = dims!;
-    const A = new Float32Array(rTotal * nIn);
-    const B = new Float32Array(out * rTotal);
-    let off = 0;
-    for (const p of parts) {
-      A.set(p.A, off * nIn);
-      for (let row = 0; row < out; row++) B.set(p.B.subarray(row * p.r, (row + 1) * p.r), row * rTotal + off);
-      off += p.r;
-    }
-    const Ashape = [rTotal, ...aShape.slice(1)];
-    const Bshape = kind === "conv2d" ? [out, rTotal, 1, 1] : [out, rTotal];
-    modules.set(name, { kind: kind!, A: f32(Ashape, A), B: f32(Bshape, B) });
-    ranks.set(name, rTotal);
-  }
-  const rMax = Math.max(...ranks.values());
-  const rankPattern: Record<string, number> = {};
-  const alphaPattern: Record<string, number> = {};
-  for (const [name, r] of ranks) {
-    if (r !== rMax) {
-      rankPattern[`^${escapeRegex(name)}`] = r;
-      alphaPattern[`^${escapeRegex(name)}`] = r;
-    }
-  }
-  const first = adapters[0]!.config;
-  const targets = [...new Set(names.map((n) => n.split(".").pop()!))];
-  const extraTensors = new Map<string, Tensor>();
-  for (const ad of adapters) for (const [k, t] of ad.extraTensors) if (!extraTensors.has(k)) extraTensors.set(k, t);
-  const config = loraConfig({
-    task_type: first.task_type,
-    base_model_name_or_path: first.base_model_name_or_path,
-    r: rMax,
-    lora_alpha: rMax,
-    target_modules: targets,
-    fan_in_fan_out: first.fan_in_fan_out,
-    modules_to_save: first.modules_to_save,
-    rank_pattern: rankPattern,
-    alpha_pattern: alphaPattern,
-  });
-  return { config, modules, extraTensors };
+export { catAdapters } from "./combine/cat.js";
+export { clampFactors } from "./combine/svd-methods.js";
+export { TorchCpuGenerator } from "./combine/torch-generator.js";
+export { truncatedSvd, truncatedSvdOfProduct, type TruncatedSvd } from "./combine/svd.js";
+export type { MajoritySignMethod } from "./combine/merge-rules.js";
+
+export const COMBINATION_METHODS = [
+  "linear",
+  "cat",
+  "svd",
+  "ties",
+  "ties_svd",
+  "dare_linear",
+  "dare_ties",
+  "dare_linear_svd",
+  "dare_ties_svd",
+  "magnitude_prune",
+  "magnitude_prune_svd",
+] as const;
+export type CombinationMethod = (typeof COMBINATION_METHODS)[number];
+
+const USES_DENSITY = new Set<CombinationMethod>(["ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd", "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd"]);
+const RANDOM = new Set<CombinationMethod>(["dare_linear", "dare_ties", "dare_linear_svd", "dare_ties_svd"]);
+
+export interface CombineOptions {
+  readonly method: CombinationMethod;
+  /** One per adapter, any sign; default 1 each. */
+  readonly weights?: readonly number[];
+  /** Fraction of entries kept, in [0, 1] ((0, 1] for DARE); required by the ties / dare / magnitude_prune methods. */
+  readonly density?: number;
+  /** TIES sign election: `total` (sign of the sum, default) or `frequency` (sign of the count). */
+  readonly majoritySignMethod?: MajoritySignMethod;
+  /** svd methods: the new rank (default the largest adapter rank). */
+  readonly svdRank?: number;
+  /** svd methods: clamp quantile in [0, 1]. */
+  readonly svdClamp?: number;
+  /**
+   * DARE: the masks come from torch's CPU generator after `torch.manual_seed(seed)`, drawn as PEFT draws
+   * them. They equal PEFT's when torch's default generator is in that state when PEFT starts drawing and
+   * the modules come in the model's order (`moduleOrder`). Required by the dare methods.
+   */
+  readonly seed?: number;
+  /** DARE: module names in the base model's `named_modules()` order, which is PEFT's draw order; default the adapters' order. */
+  readonly moduleOrder?: readonly string[];
 }
 
-function f32(shape: number[], data: Float32Array): Tensor {
-  return { dtype: "F32", shape, data };
-}
-
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+/** Combine adapters of one base into one, as PEFT's `add_weighted_adapter(adapters, weights, combination_type=method, ...)`. */
+export function combineAdapters(adapters: readonly LoraAdapter[], options: CombineOptions): LoraAdapter {
+  const method = options.method;
+  if (!(COMBINATION_METHODS as readonly string[]).includes(method)) throw new ArgumentError("method", `one of ${COMBINATION_METHODS.join(", ")}; got ${String(method)}`);
+  const weights = options.weights ?? adapters.map(() => 1);
+  const density = options.density;
+  if (USES_DENSITY.has(method)) {
+    if (density === undefined) throw new ArgumentError("density", `${method} needs a density (fraction of entries kept, 0..1)`);
+    if (!(density >= 0 && density <= 1)) throw new ArgumentError("density", `a fraction in [0, 1], got ${density}`);
+    if (RANDOM.has(method) && density === 0) throw new ArgumentError("density", `${method} rescales by 1/density, so density must be > 0`);
+  } else if (density !== undefined) {
+    throw new ArgumentError("density", `${method} does not prune; density applies to ties, dare and magnitude_prune methods`);
+  }
+  const sign = options.majoritySignMethod;
+  if (sign !== undefined && sign !== "total" && sign !== "frequency") throw new ArgumentError("majoritySignMethod", `total or frequency, got ${String(sign)}`);
+  if (!method.endsWith("svd") && (options.svdRank !== undefined || options.svdClamp !== undefined)) {
+    throw new ArgumentError(options.svdRank !== undefined ? "svdRank" : "svdClamp", `applies to the svd methods only, not ${method}`);
+  }
+  let generator: TorchCpuGenerator | undefined;
+  if (RANDOM.has(method) && density! < 1) {
+    if (options.seed === undefined) throw new ArgumentError("seed", `${method} draws random masks; give a seed (torch.manual_seed value) to make them reproducible`);
+    generator = new TorchCpuGenerator(options.seed);
+  }
+  // PEFT: a single adapter is always combined with `linear`.
+  const effective: CombinationMethod = adapters.length === 1 ? "linear" : method;
+  if (effective === "cat") return catAdapters(adapters, weights);
+  const names = orderedModuleNames(adapters, options.moduleOrder);
+  const rule = { density, majoritySignMethod: sign, generator };
+  if (effective.endsWith("svd")) return combineBySvd(effective as SvdMethod, adapters, weights, names, { ...rule, svdRank: options.svdRank, svdClamp: options.svdClamp });
+  return combineFactors(effective as FactorMethod, adapters, weights, names, rule);
 }
