@@ -18,6 +18,8 @@ import { AdapterError, ArgumentError } from "../../src/errors.js";
 import { toFloat32, type Tensor } from "../../src/tensor/index.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
+import { runCli } from "../helpers/cli.js";
+import { registerCombine } from "../../src/cli/commands/combine.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/combine_methods.py"), "utf8");
 const MODELS = ["linear", "conv1d"] as const;
@@ -208,5 +210,39 @@ describe("loraport combine = PEFT add_weighted_adapter, all eleven combination t
     expect(() => combineAdapters([a, d], { method: "linear", svdRank: 2 })).toThrow(/svdRank: applies to the svd methods only/);
     expect(() => combineAdapters([a, d], { method: "nope" as CombinationMethod })).toThrow(/method: one of linear, cat/);
     expect(() => combineAdapters([a, d], { method: "cat", weights: [1] })).toThrow(/2 adapters but 1 weights/);
+  });
+
+  it("CLI: --method ties / svd --svd-rank write PEFT's result; dare with --seed repeats exactly; bad flags are one-line errors", async () => {
+    const dirs = (names: string[]): string[] => names.map((a) => join(tmp.dir, "linear", a));
+    const tiesCase = fx.cases.find((c) => c.model === "linear" && c.case === "ties_total")!;
+    const tiesOut = join(tmp.dir, "cli-ties");
+    const log = await runCli([registerCombine], ["combine", ...dirs(tiesCase.adapters), "--weights", tiesCase.weights.join(","), "--method", "ties", "--density", String(tiesCase.kwargs.density), "--out", tiesOut]);
+    expect(log).toMatch(/combined 3 adapters \(weights 0\.7, -0\.4, 1\.3\) into 4 modules of rank 4 by ties/);
+    const ties = (await readPeftAdapter(tiesOut)).adapter;
+    for (const name of peftModules(tiesCase)) {
+      expect(maxAbsDiff(toFloat32(ties.modules.get(name)!.A), toFloat32(peft.get(`linear|ties_total|${name}|A`)!))).toBeLessThanOrEqual(1e-6);
+      expect(maxAbsDiff(toFloat32(ties.modules.get(name)!.B), toFloat32(peft.get(`linear|ties_total|${name}|B`)!))).toBeLessThanOrEqual(1e-6);
+    }
+    const svdCase = fx.cases.find((c) => c.model === "linear" && c.case === "svd_rank3")!;
+    const svdOut = join(tmp.dir, "cli-svd");
+    await runCli([registerCombine], ["combine", ...dirs(svdCase.adapters), "--weights", svdCase.weights.join(","), "--method", "svd", "--svd-rank", "3", "--out", svdOut]);
+    const svd = (await readPeftAdapter(svdOut)).adapter;
+    for (const name of peftModules(svdCase)) {
+      const m = svd.modules.get(name)!;
+      const err = relFrobenius(product(toFloat32(m.A), toFloat32(m.B), 3), product(toFloat32(peft.get(`linear|svd_rank3|${name}|A`)!), toFloat32(peft.get(`linear|svd_rank3|${name}|B`)!), 3));
+      expect(err).toBeLessThanOrEqual(1e-4);
+    }
+    const dare = async (out: string): Promise<string> => runCli([registerCombine], ["combine", ...dirs(["a", "b"]), "--method", "dare_linear", "--density", "0.5", "--seed", "17", "--json", "--out", join(tmp.dir, out)]);
+    expect(JSON.parse(await dare("cli-dare1"))).toMatchObject({ method: "dare_linear", seed: 17 });
+    await dare("cli-dare2");
+    const d1 = (await readPeftAdapter(join(tmp.dir, "cli-dare1"))).adapter;
+    const d2 = (await readPeftAdapter(join(tmp.dir, "cli-dare2"))).adapter;
+    for (const [name, m] of d1.modules) expect(maxAbsDiff(toFloat32(m.A), toFloat32(d2.modules.get(name)!.A))).toBe(0);
+    const bad = (flags: string[]): Promise<string> => runCli([registerCombine], ["combine", ...dirs(["a", "b"]), ...flags, "--out", join(tmp.dir, "cli-bad")]);
+    await expect(bad(["--method", "average"])).rejects.toThrow(/--method: one of linear, cat, svd/);
+    await expect(bad(["--method", "ties", "--density", "half"])).rejects.toThrow(/--density: a number, got 'half'/);
+    await expect(bad(["--method", "svd", "--svd-rank", "2.5"])).rejects.toThrow(/--svd-rank: an integer, got '2.5'/);
+    await expect(bad(["--method", "ties", "--density", "0.5", "--majority-sign-method", "mean"])).rejects.toThrow(/--majority-sign-method: total or frequency/);
+    await expect(bad(["--method", "ties"])).rejects.toThrow(/density: ties needs a density/);
   });
 });
