@@ -7,10 +7,11 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { AdapterError, RuntimeError } from "../errors.js";
+import { AdapterError, ArgumentError, RuntimeError } from "../errors.js";
 import { resolveModelPath } from "../hub/resolve-model.js";
 import type { ProgressCallback } from "../progress.js";
 import { tensor, type Tensor } from "../tensor/index.js";
+import { describeValue } from "../tensor/describe-value.js";
 import { adapterFeeds, baseFeeds, type AdapterSource } from "./adapter-feeds.js";
 import { readManifest, type OnnxManifest } from "./manifest.js";
 import { chooseProviders, type ExecutionProvider, type ProviderRequest } from "./providers.js";
@@ -23,7 +24,16 @@ export interface LoraModelOptions {
   readonly intraOpNumThreads?: number;
   readonly interOpNumThreads?: number;
   readonly onProgress?: ProgressCallback;
+  /**
+   * Budget for the logits one `run` or `prefill` may make, in bytes (F32: rows × tokens × vocab × 4 for a causal LM;
+   * the graph computes them all even where only the last position is returned). A request over it throws
+   * ArgumentError before any work. Default `DEFAULT_MAX_LOGITS_BYTES` (2 GiB); raise it for bigger batches.
+   */
+  readonly maxLogitsBytes?: number;
 }
+
+/** Default `maxLogitsBytes`: 2 GiB of F32 logits per request (e.g. 8 rows × 1,300 tokens at GPT-2's 50,257 vocab). */
+export const DEFAULT_MAX_LOGITS_BYTES = 2 * 2 ** 30;
 
 /** Token ids: one sequence, or a batch of equal-length sequences. */
 export interface ModelInputs {
@@ -86,14 +96,17 @@ export class LoraModel {
   /** Set when CUDA was wanted but is not used, with the reason. */
   readonly providerNote: string | undefined;
   readonly inputNames: readonly string[];
+  /** The per-request logits budget in bytes (`LoraModelOptions.maxLogitsBytes`). */
+  readonly maxLogitsBytes: number;
   readonly #worker: Worker;
   readonly #state: WorkerState;
   readonly #adapters = new Set<string>();
   #nextId = 1;
   #nextBatch = 1;
 
-  private constructor(dir: string, manifest: OnnxManifest, worker: Worker, state: WorkerState, provider: ExecutionProvider, note: string | undefined, inputNames: readonly string[]) {
+  private constructor(dir: string, manifest: OnnxManifest, worker: Worker, state: WorkerState, provider: ExecutionProvider, note: string | undefined, inputNames: readonly string[], maxLogitsBytes: number) {
     this.dir = dir;
+    this.maxLogitsBytes = maxLogitsBytes;
     this.manifest = manifest;
     this.#worker = worker;
     this.#state = state;
@@ -104,6 +117,7 @@ export class LoraModel {
 
   /** Load an exported folder (model.onnx + loraport-onnx.json) and start its session on a worker thread. */
   static async load(dir: string, options: LoraModelOptions = {}): Promise<LoraModel> {
+    checkLoadArguments(dir, options);
     dir = await resolveModelPath(dir, { onProgress: options.onProgress });
     const manifest = readManifest(dir);
     if (manifest.mode === "adapter-inputs" && !manifest.lora_index_input) {
@@ -131,7 +145,7 @@ export class LoraModel {
       await worker.terminate();
       throw new RuntimeError(`${join(dir, manifest.model_file)}: ONNX Runtime could not create a session: ${(err as Error).message}`, { cause: err });
     }
-    const model = new LoraModel(dir, manifest, worker, state, init.provider ?? "cpu", choice.note, init.inputNames ?? []);
+    const model = new LoraModel(dir, manifest, worker, state, init.provider ?? "cpu", choice.note, init.inputNames ?? [], options.maxLogitsBytes ?? DEFAULT_MAX_LOGITS_BYTES);
     const missing = [...manifest.lora.flatMap((e) => [e.a_input, e.b_input]), ...manifest.heads.map((h) => h.input), ...(manifest.lora_index_input ? [manifest.lora_index_input] : [])].filter((n) => !model.inputNames.includes(n));
     if (missing.length > 0) {
       await model.close();
@@ -193,7 +207,7 @@ export class LoraModel {
     if (this.manifest.mode !== "adapter-inputs") {
       throw new AdapterError(`${this.dir}: this model was exported with mode '${this.manifest.mode}' (its adapter is merged in); export with --mode adapter-inputs to register adapters`);
     }
-    if (!name || name === BASE) throw new AdapterError(`adapter name must be a non-empty string, got '${name}'`);
+    if (typeof name !== "string" || !name || name === BASE) throw new ArgumentError("name", `expected an adapter name (a non-empty string), got ${describeValue(name)}`);
     const feeds = adapterFeeds(this.manifest, adapter);
     await this.#request({ id: 0, op: "setAdapter", name, feeds }, Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer));
     this.#adapters.add(name);
@@ -206,10 +220,15 @@ export class LoraModel {
 
   /** Each row's adapter as the worker names it (null for a graph without LoRA inputs), checked and registered. */
   #rows(options: RunOptions, batch: number): string[] | null {
+    if (options === null || typeof options !== "object" || Array.isArray(options)) throw new ArgumentError("options", `expected a RunOptions object, got ${describeValue(options)}`);
     const per = options.adapters;
+    if (options.adapter != null && typeof options.adapter !== "string") throw new ArgumentError("options.adapter", `expected an adapter name or null, got ${describeValue(options.adapter)}`);
     if (per !== undefined) {
-      if (options.adapter != null) throw new RuntimeError("options: give either adapter (one for the batch) or adapters (one per row), not both");
-      if (!Array.isArray(per) || per.length !== batch) throw new RuntimeError(`adapters: expected one entry per batch row (${batch}), got ${Array.isArray(per) ? per.length : typeof per}`);
+      if (options.adapter != null) throw new ArgumentError("options", "give either adapter (one for the batch) or adapters (one per row), not both");
+      if (!Array.isArray(per) || per.length !== batch) throw new ArgumentError("options.adapters", `expected one entry per batch row (${batch}), got ${describeValue(per)}`);
+      per.forEach((a, i) => {
+        if (a !== null && typeof a !== "string") throw new ArgumentError(`options.adapters[${i}]`, `expected an adapter name or null, got ${describeValue(a)}`);
+      });
     }
     const names = per ?? Array<string | null>(batch).fill(options.adapter ?? null);
     for (const a of names) {
@@ -242,11 +261,12 @@ export class LoraModel {
 
   /** Feed one new token per row of a cached batch; returns the new position's logits. */
   async decode(batch: CachedBatch, tokens: readonly number[]): Promise<StepResult> {
+    checkBatch(batch, "batch");
     const vocab = Number(this.manifest.config["vocab_size"] ?? Number.POSITIVE_INFINITY);
-    if (tokens.length !== batch.rows) throw new RuntimeError(`decode: expected ${batch.rows} tokens (one per row), got ${tokens.length}`);
+    if (!Array.isArray(tokens) || tokens.length !== batch.rows) throw new ArgumentError("tokens", `expected ${batch.rows} token ids (one per row), got ${describeValue(tokens)}`);
     const data = new BigInt64Array(tokens.length);
     for (const [i, t] of tokens.entries()) {
-      if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new RuntimeError(`decode: tokens[${i}] = ${t}: expected an integer in [0, ${vocab})`);
+      if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t >= vocab) throw new ArgumentError(`tokens[${i}]`, `expected a token id (an integer in [0, ${vocab})), got ${describeValue(t)}`);
       data[i] = BigInt(t);
     }
     const res = await this.#request({ id: 0, op: "decode", seq: batch.id, tokens: data }, [data.buffer as ArrayBuffer]);
@@ -255,18 +275,26 @@ export class LoraModel {
 
   /** Append `from`'s rows to `into` (their caches aligned in the worker); `from` is consumed. Continuous batching. */
   async mergeBatches(into: CachedBatch, from: CachedBatch): Promise<CachedBatch> {
+    checkBatch(into, "into");
+    checkBatch(from, "from");
     await this.#request({ id: 0, op: "merge", into: into.id, from: from.id });
     return { id: into.id, rows: into.rows + from.rows, adapter: into.adapter === from.adapter ? into.adapter : null };
   }
 
   /** Keep only rows `keep` (in that order) of a cached batch, e.g. when sequences finish; none left = released. */
   async keepRows(batch: CachedBatch, keep: readonly number[]): Promise<CachedBatch> {
+    checkBatch(batch, "batch");
+    if (!Array.isArray(keep)) throw new ArgumentError("keep", `expected an array of row indices, got ${describeValue(keep)}`);
+    keep.forEach((r, i) => {
+      if (typeof r !== "number" || !Number.isInteger(r) || r < 0 || r >= batch.rows) throw new ArgumentError(`keep[${i}]`, `expected a row index (an integer in [0, ${batch.rows})), got ${describeValue(r)}`);
+    });
     await this.#request({ id: 0, op: "keepRows", seq: batch.id, keep: [...keep] });
     return { id: batch.id, rows: keep.length, adapter: batch.adapter };
   }
 
   /** Drop a cached batch's KV cache from the worker. */
   async release(batch: CachedBatch): Promise<void> {
+    checkBatch(batch, "batch");
     if (this.#state.closed) return;
     await this.#request({ id: 0, op: "release", seq: batch.id });
   }
@@ -279,9 +307,9 @@ export class LoraModel {
 
   /** Run a forward pass with the named adapter (or the base model). Requests queue on the worker in order. */
   async run(inputs: ModelInputs, options: RunOptions = {}): Promise<RunResult> {
-    const adapter = options.adapter ?? null;
     const { ids, mask, dims } = this.#encode(inputs);
     const rows = this.#rows(options, dims[0]!);
+    const adapter = options.adapter ?? null;
     const wire: Record<string, WireTensor> = {
       input_ids: { type: "int64", dims, data: ids },
       attention_mask: { type: "int64", dims, data: mask },
@@ -293,24 +321,43 @@ export class LoraModel {
   }
 
   #encode(inputs: ModelInputs): { ids: BigInt64Array; mask: BigInt64Array; dims: number[] } {
-    const rows = toRows(inputs.inputIds, "inputIds");
-    const maskRows = inputs.attentionMask === undefined ? rows.map((r) => r.map(() => 1)) : toRows(inputs.attentionMask, "attentionMask");
+    if (inputs === null || typeof inputs !== "object" || Array.isArray(inputs)) {
+      throw new ArgumentError("inputs", `expected { inputIds, attentionMask? }, got ${describeValue(inputs)}`);
+    }
+    const rows = toRows(inputs.inputIds, "inputs.inputIds");
+    const maskRows = inputs.attentionMask === undefined ? undefined : toRows(inputs.attentionMask, "inputs.attentionMask");
     const seq = rows[0]!.length;
-    if (seq === 0) throw new RuntimeError("inputIds: expected at least one token");
+    if (seq === 0) throw new ArgumentError("inputs.inputIds", "expected at least one token");
     const vocab = Number(this.manifest.config["vocab_size"] ?? Number.POSITIVE_INFINITY);
     const maxPos = Number(this.manifest.config["n_positions"] ?? this.manifest.config["max_position_embeddings"] ?? Number.POSITIVE_INFINITY);
-    if (seq > maxPos) throw new RuntimeError(`inputIds: ${seq} tokens exceed the model's ${maxPos} positions`);
+    if (seq > maxPos) throw new ArgumentError("inputs.inputIds", `${seq} tokens exceed the model's ${maxPos} positions`);
+    if (maskRows !== undefined && maskRows.length !== rows.length) {
+      throw new ArgumentError("inputs.attentionMask", `expected ${rows.length} rows (as inputIds), got ${maskRows.length}`);
+    }
+    // Checked before allocating: 200 rows × 64 tokens of GPT-2 would be 2.6 GB of logits.
+    if (this.manifest.task === "causal-lm" && Number.isFinite(vocab)) {
+      const bytes = rows.length * seq * vocab * 4;
+      if (bytes > this.maxLogitsBytes) {
+        throw new ArgumentError("inputs.inputIds", `${rows.length} rows × ${seq} tokens make ${rows.length} × ${seq} × ${vocab} F32 logits = ${gb(bytes)}, over the maxLogitsBytes budget of ${gb(this.maxLogitsBytes)}; send fewer rows or tokens per call, or raise maxLogitsBytes in LoraModel.load's options`);
+      }
+    }
     const ids = new BigInt64Array(rows.length * seq);
     const mask = new BigInt64Array(rows.length * seq);
     for (const [b, row] of rows.entries()) {
-      const m = maskRows[b];
-      if (row.length !== seq || !m || m.length !== seq) throw new RuntimeError(`inputIds/attentionMask: every row must have ${seq} entries (row ${b})`);
-      for (const [t, id] of row.entries()) {
-        if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new RuntimeError(`inputIds[${b}][${t}] = ${id}: expected an integer in [0, ${vocab})`);
+      const m = maskRows?.[b];
+      // A single row is row 0 of a batch of one (`inputIds[0][t]`), as in the messages before.
+      const rowName = (field: "inputIds" | "attentionMask") => `inputs.${field}[${b}]`;
+      if (row.length !== seq) throw new ArgumentError(rowName("inputIds"), `every row must have ${seq} token ids (as row 0), got ${row.length}`);
+      if (m !== undefined && m.length !== seq) throw new ArgumentError(rowName("attentionMask"), `expected ${seq} entries (as inputIds), got ${m.length}`);
+      for (let t = 0; t < seq; t++) {
+        const id: unknown = row[t];
+        if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= vocab) {
+          throw new ArgumentError(`${rowName("inputIds")}[${t}]`, `expected a token id (an integer in [0, ${vocab})), got ${describeValue(id)}`);
+        }
         ids[b * seq + t] = BigInt(id);
-        const mv = m[t];
-        if (mv !== 0 && mv !== 1) throw new RuntimeError(`attentionMask[${b}][${t}] = ${String(mv)}: expected 0 or 1`);
-        mask[b * seq + t] = BigInt(mv);
+        const mv: unknown = m === undefined ? 1 : m[t];
+        if (mv !== 0 && mv !== 1) throw new ArgumentError(`${rowName("attentionMask")}[${t}]`, `expected 0 or 1, got ${describeValue(mv)}`);
+        mask[b * seq + t] = mv === 1 ? 1n : 0n;
       }
     }
     return { ids, mask, dims: [rows.length, seq] };
@@ -342,9 +389,40 @@ function workerKv(manifest: OnnxManifest): WorkerKvLayout {
   return { past: kv.past_inputs, present: kv.present_outputs, positionIds: kv.position_ids_input, kvHeads: kv.kv_heads, headDim: kv.head_dim };
 }
 
-function toRows(x: readonly number[] | readonly (readonly number[])[], field: string): (readonly number[])[] {
-  if (!Array.isArray(x) || x.length === 0) throw new RuntimeError(`${field}: expected a non-empty array of token ids`);
-  return typeof x[0] === "number" ? [x as readonly number[]] : [...(x as readonly (readonly number[])[])];
+/** One row (an array of numbers) or a batch (an array of arrays), as rows; anything else is an ArgumentError. */
+function toRows(x: unknown, field: string): (readonly unknown[])[] {
+  if (!Array.isArray(x) || x.length === 0) throw new ArgumentError(field, `expected a non-empty array of token ids, or of rows of them; got ${describeValue(x)}`);
+  if (!Array.isArray(x[0])) return [x];
+  return x.map((row: unknown, i) => {
+    if (!Array.isArray(row)) throw new ArgumentError(`${field}[${i}]`, `expected a row (an array), as row 0 is; got ${describeValue(row)}`);
+    return row;
+  });
+}
+
+function gb(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`;
+}
+
+function checkBatch(batch: unknown, argument: string): asserts batch is CachedBatch {
+  const b = batch as Partial<CachedBatch> | null;
+  if (b === null || typeof b !== "object" || !Number.isSafeInteger(b.id) || !Number.isSafeInteger(b.rows)) {
+    throw new ArgumentError(argument, `expected a CachedBatch (from prefill), got ${describeValue(batch)}`);
+  }
+}
+
+function checkLoadArguments(dir: unknown, options: unknown): void {
+  if (typeof dir !== "string" || dir.length === 0) throw new ArgumentError("dir", `expected an exported model folder (a path), got ${describeValue(dir)}`);
+  if (options === null || typeof options !== "object" || Array.isArray(options)) throw new ArgumentError("options", `expected a LoraModelOptions object, got ${describeValue(options)}`);
+  const o = options as Record<string, unknown>;
+  const ep = o["executionProviders"];
+  if (ep !== undefined && ep !== "auto" && !Array.isArray(ep)) throw new ArgumentError("options.executionProviders", `expected "auto" or a list of "cuda" | "cpu", got ${describeValue(ep)}`);
+  for (const k of ["intraOpNumThreads", "interOpNumThreads"]) {
+    const v = o[k];
+    if (v !== undefined && (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)) throw new ArgumentError(`options.${k}`, `expected an integer ≥ 0 (0: ONNX Runtime's default), got ${describeValue(v)}`);
+  }
+  if (o["onProgress"] !== undefined && typeof o["onProgress"] !== "function") throw new ArgumentError("options.onProgress", `expected a function, got ${describeValue(o["onProgress"])}`);
+  const m = o["maxLogitsBytes"];
+  if (m !== undefined && (typeof m !== "number" || Number.isNaN(m) || m <= 0)) throw new ArgumentError("options.maxLogitsBytes", `expected a number of bytes > 0 (Infinity: no budget), got ${describeValue(m)}`);
 }
 
 /**
