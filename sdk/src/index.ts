@@ -8,6 +8,7 @@ export { detectFormat, type WeightsFormat } from "./formats/detect.js";
 export { summariseWeights, type WeightsSummary } from "./formats/summary.js";
 export { convertTorchToSafetensors, type TorchToSafetensorsResult } from "./formats/convert.js";
 export { mmapAvailable } from "./formats/mmap.js";
+export * from "./formats/onnx-adapter/index.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./hub/index.js";
 export * from "./adapter/index.js";

@@ -3,3 +3,4 @@ export { readManifest, MANIFEST_NAME, type OnnxManifest, type LoraInputEntry, ty
 export { chooseProviders, cudaUnavailableReason, type ExecutionProvider, type ProviderRequest, type ProviderChoice } from "./providers.js";
 export { adapterFeeds, baseFeeds, type AdapterSource } from "./adapter-feeds.js";
 export { readAdapterFromPath, type ReadAdapterNotes } from "./read-adapter.js";
+export { exportOnnxAdapter, type OnnxAdapterExport } from "./onnx-adapter-export.js";

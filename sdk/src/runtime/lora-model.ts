@@ -7,7 +7,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { AdapterError, ArgumentError, RuntimeError } from "../errors.js";
+import { AdapterError, ArgumentError, RuntimeError, UnsupportedFeatureError } from "../errors.js";
 import { resolveModelPath } from "../hub/resolve-model.js";
 import type { ProgressCallback } from "../progress.js";
 import { tensor, type Tensor } from "../tensor/index.js";
@@ -122,6 +122,10 @@ export class LoraModel {
     const manifest = readManifest(dir);
     if (manifest.mode === "adapter-inputs" && !manifest.lora_index_input) {
       throw new RuntimeError(`${dir}: exported by an earlier loraport (LoRA inputs without factor tables, before mixed-adapter batches); re-export it with 'loraport export'`);
+    }
+    if (manifest.lora_defaults) {
+      // onnxruntime-node ignores feeds for inputs that have an initializer (measured): adapters would be silently dropped.
+      throw new UnsupportedFeatureError("lora_defaults", `${dir}: exported with LoRA input defaults for ONNX Runtime's .onnx_adapter mechanism (Python, C#, ORT GenAI); onnxruntime-node would ignore loraport's adapter feeds on it. Export without --ort-adapter-defaults for loraport's runtime`);
     }
     const choice = chooseProviders(options.executionProviders ?? "auto");
     options.onProgress?.({ phase: "load", done: 0, total: 1, unit: "sessions", message: `creating session (${choice.providers.join(", ")})` });

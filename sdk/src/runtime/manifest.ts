@@ -88,6 +88,8 @@ export interface OnnxManifest {
   readonly heads: readonly HeadInputEntry[];
   readonly head_defaults_file: string | null;
   readonly adapter: { readonly path: string; readonly config: Readonly<Record<string, unknown>> } | null;
+  /** True when the LoRA inputs have default initializers, for ORT's `.onnx_adapter` (not for onnxruntime-node). */
+  readonly lora_defaults?: boolean;
   /** Causal LMs exported with a KV cache; null or absent otherwise (exports of earlier versions have none). */
   readonly generation?: GenerationInfo | null;
 }

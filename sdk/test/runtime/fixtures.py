@@ -52,8 +52,12 @@ for name, s in spec["models"].items():
         adir = root / f"{name}-adapter{i}"
         pm.save_pretrained(str(adir))
         entry["adapters"][f"a{i}"] = {"dir": str(adir), "r": r, "logits": logits(pm), "paddedLogits": logits(pm, padded_mask)}
-    export_onnx(base_dir, root / f"{name}-ai", mode="adapter-inputs", targets=s["targets"])
-    entry["adapterInputs"] = str(root / f"{name}-ai")
+    if s.get("loraDefaults") != "only":
+        export_onnx(base_dir, root / f"{name}-ai", mode="adapter-inputs", targets=s["targets"])
+        entry["adapterInputs"] = str(root / f"{name}-ai")
+    if s.get("loraDefaults"):
+        export_onnx(base_dir, root / f"{name}-ai-defaults", mode="adapter-inputs", targets=s["targets"], lora_defaults=True)
+        entry["adapterInputsWithDefaults"] = str(root / f"{name}-ai-defaults")
     if s.get("merged"):
         export_onnx(base_dir, root / f"{name}-merged", mode="merged", adapter_dir=root / f"{name}-adapter0")
         entry["merged"] = str(root / f"{name}-merged")

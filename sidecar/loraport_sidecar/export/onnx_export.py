@@ -271,6 +271,7 @@ def export_onnx(
     head_inputs: list[str] | None = None,
     kv_cache: bool = True,
     tokenizer_dir: str | os.PathLike | None = None,
+    lora_defaults: bool = False,
 ) -> ExportResult:
     """Export `base_dir` (a Hugging Face model folder) to `out_dir` (model.onnx + loraport-onnx.json, and the
     tokenizer files of `tokenizer_dir`, default the base folder, under tokenizer/)."""
@@ -281,7 +282,8 @@ def export_onnx(
     model, config, source_dtype = load_base(base_dir)
     return export_model(model, out_dir, mode=mode, targets=targets, adapter_dir=adapter_dir, external_data=external_data,
                         progress=progress, source_dtype=source_dtype, base_path=str(Path(base_dir).resolve()), t0=t0, head_inputs=head_inputs,
-                        tokenizer_dir=tokenizer_dir if tokenizer_dir is not None else base_dir, kv_cache=kv_cache)
+                        tokenizer_dir=tokenizer_dir if tokenizer_dir is not None else base_dir, kv_cache=kv_cache,
+                        lora_defaults=lora_defaults)
 
 
 def export_model(
@@ -299,13 +301,18 @@ def export_model(
     head_inputs: list[str] | None = None,
     tokenizer_dir: str | os.PathLike | None = None,
     kv_cache: bool = True,
+    lora_defaults: bool = False,
 ) -> ExportResult:
     """Export an in-memory transformers model (float32, plain: no LoRA layers in it). It is modified (LoRA slots
     are put in place), so pass a copy if it is still needed. `premerged`: merged mode with the adapter already merged
     into `model` (the sidecar's handles). `head_inputs`: modules whose parameters become whole-tensor inputs
     (adapter-inputs; default: `classifier` for sequence-classification models, as PEFT saves it with SEQ_CLS adapters;
     `[]` for none). `tokenizer_dir`: a folder whose tokenizer files are copied along (the base's). `kv_cache`: a
-    KV-cache graph for causal LMs (the default; False gives the plain (input_ids, attention_mask) → logits graph)."""
+    KV-cache graph for causal LMs (the default; False gives the plain (input_ids, attention_mask) → logits graph).
+    `lora_defaults` (adapter-inputs): LoRA inputs get default values, for ORT's `.onnx_adapter` mechanism in Python,
+    C# and ORT GenAI; loraport's Node runtime refuses such an export (see lora_defaults.py)."""
+    if lora_defaults and mode != "adapter-inputs":
+        raise ExportError("lora_defaults: only adapter-inputs exports have LoRA inputs to give defaults")
     t0 = time.perf_counter() if t0 is None else t0
     if mode not in ("adapter-inputs", "merged"):
         raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
@@ -414,6 +421,10 @@ def export_model(
         model_path = tmp / MODEL_NAME
         program.save(str(model_path), external_data=use_external)
         _check_graph(model_path, names)
+        if lora_defaults:
+            from .lora_defaults import add_lora_defaults
+
+            add_lora_defaults(model_path, lora_entries, head_entries, head_defaults)
         if head_defaults:
             from safetensors.torch import save_file
 
@@ -427,6 +438,8 @@ def export_model(
         manifest = build_manifest(model_path=model_path, mode=mode, config=config, opset=OPSET, checksum=checksum,
                                   source_dtype=source_dtype, lora=lora_entries, adapter=adapter_info, heads=head_entries,
                                   targets=targets or default_targets(model_type) or [], base_path=base_path, generation=generation)
+        if lora_defaults:
+            manifest["lora_defaults"] = True
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             # Replace an earlier export as a whole; never merge files of two exports.
