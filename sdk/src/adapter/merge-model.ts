@@ -1,17 +1,19 @@
 /**
  * Merge an adapter into a base model's safetensors weights (one file, a folder, or a sharded folder), a
  * tensor at a time: memory stays bounded by the largest tensor. Output keeps the base's tensor names and
- * sharding; each file is written atomically, a sharded output folder is built beside its destination and
- * renamed into place. The base is only read.
+ * sharding. A folder base gives a complete Hugging Face folder (weights, index, config, tokenizer and every other
+ * non-weight file) that transformers, vLLM and `loraport export` load as they are; it is built in a temp folder
+ * beside its destination and renamed into place. A single .safetensors base gives a single file, written
+ * atomically. The base is only read, and no output may be, lie inside or hold an input.
  */
 import { existsSync, statSync } from "node:fs";
-import { copyFile, mkdir, open, readdir, rename, rm, rmdir, writeFile, type FileHandle } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { copyFile, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { AdapterError, FormatError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
+import { AdapterError, FormatError, LoraportError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { IO_CHUNK } from "../formats/atomic-file.js";
 import { openSafetensorsModel, type ModelSource } from "../formats/safetensors/index.js";
-import { resolveModelPath } from "../hub/resolve-model.js";
+import { assertOutputNotInput } from "../internal/output-guard.js";
 import type { ProgressCallback } from "../progress.js";
 import { castTo, fromBytes, isFloat, itemsize, numel, type DType, type Tensor } from "../tensor/index.js";
 import { baseWeightShape, type LoraAdapter, type LoraModule } from "./adapter.js";
@@ -30,6 +32,8 @@ export interface MergeModelOptions {
    * base's own copy is gone from merged weights).
    */
   readonly unmerge?: boolean;
+  /** Replace an existing output (a file, or a non-empty folder); without it an existing output is refused before any work. */
+  readonly force?: boolean;
   readonly onProgress?: ProgressCallback;
 }
 
@@ -53,6 +57,10 @@ export interface MergeModelReport {
   readonly unused: readonly string[];
   readonly bytesRead: number;
   readonly bytesWritten: number;
+  /** Folder output: the base folder's non-weight files copied with the weights (paths relative to the folder). */
+  readonly copied: readonly string[];
+  /** Folder output: other weight files of the base folder (e.g. pytorch_model.bin) not merged, so not copied. */
+  readonly leftOut: readonly string[];
 }
 
 interface Plan {
@@ -125,11 +133,18 @@ function planMerge(src: ModelSource, adapter: LoraAdapter): Plan {
   return { weightOf, biasOf, replace, unused };
 }
 
-/** Merge `adapter` into the model at `basePath`, writing `outPath` (a file for a single-file base, else a folder). */
+/**
+ * Merge `adapter` into the model at `basePath`, writing `outPath`: a complete model folder for a folder base (or a
+ * single weights file when the base has one and `outPath` ends in `.safetensors`), a file for a `.safetensors` base.
+ */
 export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath: string, options: MergeModelOptions = {}): Promise<MergeModelReport> {
-  const src = await openSafetensorsModel(await resolveModelPath(basePath, { onProgress: options.onProgress }));
+  const base = basePath;
+  const src = await openSafetensorsModel(base);
   const handles = new FileHandles();
   try {
+    const target = outputTarget(src, base, outPath);
+    assertOutputNotInput({ flag: "--out", path: target.path }, [{ flag: "--base", path: target.baseDir ?? base }, ...src.shards.map((path) => ({ flag: "--base", path }))]);
+    await refuseExisting(target.path, target.kind, options.force === true);
     const plan = planMerge(src, adapter);
     if (options.unmerge && plan.replace.size) {
       throw new UnsupportedFeatureError("modules_to_save", `unmerge: ${[...plan.replace.keys()].join(", ")} ${plan.replace.size === 1 ? "is a copy" : "are copies"} saved whole by the adapter; merged weights no longer hold the base's own, so they cannot be unmerged`);
@@ -205,55 +220,131 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       });
     options.onProgress?.({ phase: "merge", done: 0, total, unit: "tensors" });
     const files: string[] = [];
-    const sharded = src.shards.length > 1 || src.index !== undefined;
-    if (!sharded) {
-      const out = existsSync(outPath) && statSync(outPath).isDirectory() ? join(outPath, "model.safetensors") : outPath;
-      if (resolve(out) === resolve(src.shards[0]!)) throw new AdapterError(`--out ${out} is the base file; the base is never overwritten`);
-      await mkdir(dirname(resolve(out)), { recursive: true });
-      await writeSafetensorsStreaming(out, planOf(src.names), produce, src.metadata, prefetch, written);
-      files.push(out);
+    let companions: Companions = { copied: [], leftOut: [] };
+    // Checked before anything is renamed into place: a folder output never appears with modules missing.
+    const checkAllMerged = (): void => {
+      const adapted = new Set(merged.map((m) => m.module));
+      const missing = [...adapter.modules.keys()].filter((m) => !adapted.has(m));
+      if (missing.length) throw new AdapterError(`modules not merged: ${missing.join(", ")}`);
+    };
+    if (target.kind === "file") {
+      await mkdir(dirname(resolve(target.path)), { recursive: true });
+      await writeSafetensorsStreaming(target.path, planOf(src.names), produce, src.metadata, prefetch, written);
+      files.push(target.path);
+      checkAllMerged();
     } else {
-      await writeShardedOutput(src, basePath, outPath, planOf, produce, outDtype, files, prefetch, written);
+      companions = await writeFolderOutput(src, target.baseDir!, target.path, options.force === true, planOf, produce, outDtype, files, prefetch, written, checkAllMerged);
     }
-    const adapted = new Set(merged.map((m) => m.module));
-    const missing = [...adapter.modules.keys()].filter((m) => !adapted.has(m));
-    if (missing.length) throw new AdapterError(`modules not merged: ${missing.join(", ")}`);
-    return { out: outPath, files, tensors: total, merged, replaced: [...plan.replace.keys()], unused: plan.unused, bytesRead, bytesWritten };
+    return { out: target.path, files, tensors: total, merged, replaced: [...plan.replace.keys()], unused: plan.unused, bytesRead, bytesWritten, ...companions };
   } finally {
     await handles.close();
     await src.close();
   }
 }
 
-async function writeShardedOutput(
+interface OutputTarget {
+  readonly kind: "file" | "folder";
+  /** The file or folder that will be written. */
+  readonly path: string;
+  /** The base's folder, for a folder (or index) base. */
+  readonly baseDir: string | undefined;
+}
+
+/** What gets written where: see `mergeModel`. */
+function outputTarget(src: ModelSource, basePath: string, outPath: string): OutputTarget {
+  const folderBase = statSync(basePath).isDirectory() || basePath.endsWith(".json");
+  const sharded = src.shards.length > 1 || src.index !== undefined;
+  const baseDir = folderBase ? (statSync(basePath).isDirectory() ? basePath : dirname(basePath)) : undefined;
+  if (baseDir && !(outPath.endsWith(".safetensors") && !sharded)) {
+    if (outPath.endsWith(".safetensors")) throw new LoraportError("E_USAGE", `--out ${outPath}: a sharded base gives a model folder (shards + index); name a folder, not a .safetensors file`);
+    return { kind: "folder", path: outPath, baseDir };
+  }
+  // A single weights file; into an existing folder it goes under the base file's name.
+  const isDir = existsSync(outPath) && statSync(outPath).isDirectory();
+  return { kind: "file", path: isDir ? join(outPath, basename(src.shards[0]!)) : outPath, baseDir: undefined };
+}
+
+/** An existing output is replaced only with `force` (an empty folder counts as free). Refused before any work is done. */
+async function refuseExisting(path: string, kind: "file" | "folder", force: boolean): Promise<void> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st || force) return;
+  if (st.isDirectory() && (await readdir(path)).length === 0) return;
+  if (kind === "file" && st.isDirectory()) throw new LoraportError("E_OUTPUT_EXISTS", `--out ${path} is a folder; name the output file`);
+  throw new LoraportError("E_OUTPUT_EXISTS", `--out ${path} already exists${st.isDirectory() ? " and is not empty" : ""}; pass --force to replace it, or choose another --out`);
+}
+
+/** Weight files of other formats in a model folder: never merged, so never copied next to the merged weights (a loader could pick them). */
+const OTHER_WEIGHTS = /(\.(bin|pt|pth|ckpt|h5|msgpack|gguf|onnx|onnx_data|safetensors)$)|(\.(bin|safetensors)\.index\.json$)/;
+/** `training_args.bin` and friends are pickles of settings, not weights; only weight-named .bin files are left out. */
+const WEIGHT_BIN = /(^|\/)(pytorch_model|model|tf_model|flax_model|consolidated)[^/]*\.bin(\.index\.json)?$/;
+
+interface Companions {
+  readonly copied: string[];
+  readonly leftOut: string[];
+}
+
+function isOtherWeights(rel: string): boolean {
+  if (!OTHER_WEIGHTS.test(rel)) return false;
+  return !/\.bin(\.index\.json)?$/.test(rel) || WEIGHT_BIN.test(rel);
+}
+
+/** Copy the base folder's non-weight files (config, generation config, tokenizer, README, subfolders) into `dest`. */
+async function copyCompanions(baseDir: string, dest: string, skip: ReadonlySet<string>): Promise<Companions> {
+  const copied: string[] = [];
+  const leftOut: string[] = [];
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    for (const name of (await readdir(dir)).sort()) {
+      if (name.startsWith(".")) continue; // .cache/, .gitattributes: download bookkeeping
+      const from = join(dir, name);
+      const rel = relative(baseDir, from);
+      if (skip.has(rel)) continue;
+      const st = await stat(from).catch(() => undefined); // follows symlinks: HF cache snapshots link to blobs
+      if (!st) continue;
+      if (st.isDirectory()) {
+        if (depth < 4) {
+          await mkdir(join(dest, rel), { recursive: true });
+          await walk(from, depth + 1);
+        }
+      } else if (st.isFile()) {
+        if (isOtherWeights(rel)) leftOut.push(rel);
+        else {
+          await copyFile(from, join(dest, rel));
+          copied.push(rel);
+        }
+      }
+    }
+  };
+  await walk(baseDir, 0);
+  return { copied, leftOut };
+}
+
+async function writeFolderOutput(
   src: ModelSource,
-  basePath: string,
+  baseDir: string,
   outPath: string,
+  force: boolean,
   planOf: (names: readonly string[]) => PlannedTensor[],
   produce: (name: string) => Promise<Tensor>,
   outDtype: (d: DType) => DType,
   files: string[],
   prefetch: (name: string) => void,
   written: (name: string) => void,
-): Promise<void> {
-  const baseDir = statSync(basePath).isDirectory() ? basePath : dirname(basePath);
-  if (resolve(outPath) === resolve(baseDir)) throw new AdapterError(`--out ${outPath} is the base folder; the base is never overwritten`);
-  if (existsSync(outPath) && (!statSync(outPath).isDirectory() || (await readdir(outPath)).length > 0)) {
-    throw new AdapterError(`--out ${outPath} exists and is not an empty folder; a sharded merge writes a new folder`);
-  }
+  beforeInstall: () => void,
+): Promise<Companions> {
   const parent = dirname(resolve(outPath));
   await mkdir(parent, { recursive: true });
-  const tmp = join(parent, `.${basename(outPath)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  const tmp = join(parent, `.${basename(resolve(outPath))}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
   await mkdir(tmp);
   try {
     const byShard = new Map<string, string[]>();
     for (const n of src.names) {
-      const file = basename(src.entry(n)!.file);
+      const file = relative(baseDir, src.entry(n)!.file);
       byShard.set(file, [...(byShard.get(file) ?? []), n]);
     }
     const weightMap: Record<string, string> = {};
     let totalSize = 0;
     for (const [file, names] of byShard) {
+      await mkdir(dirname(join(tmp, file)), { recursive: true });
       await writeSafetensorsStreaming(join(tmp, file), planOf(names), produce, src.metadata, prefetch, written);
       for (const n of names) {
         weightMap[n] = file;
@@ -262,22 +353,44 @@ async function writeShardedOutput(
       }
       files.push(join(outPath, file));
     }
-    const index = (src.index ?? {}) as { metadata?: Record<string, unknown> };
-    const indexName = (await readdir(baseDir)).find((n) => n.endsWith(".safetensors.index.json")) ?? "model.safetensors.index.json";
-    const sortedMap = Object.fromEntries(Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    await writeFile(join(tmp, indexName), `${JSON.stringify({ metadata: { ...(index.metadata ?? {}), total_size: totalSize }, weight_map: sortedMap }, null, 2)}\n`);
-    files.push(join(outPath, indexName));
-    // Small companion files (config.json, tokenizer, ...) travel with the weights.
-    for (const n of await readdir(baseDir)) {
-      if (n.endsWith(".safetensors") || n.endsWith(".safetensors.index.json") || n.startsWith(".")) continue;
-      if (statSync(join(baseDir, n)).isFile()) await copyFile(join(baseDir, n), join(tmp, n));
+    const skip = new Set(byShard.keys());
+    if (src.index !== undefined || byShard.size > 1) {
+      const index = (src.index ?? {}) as { metadata?: Record<string, unknown> };
+      const indexName = (await readdir(baseDir)).find((n) => n.endsWith(".safetensors.index.json")) ?? "model.safetensors.index.json";
+      const sortedMap = Object.fromEntries(Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+      await writeFile(join(tmp, indexName), `${JSON.stringify({ metadata: { ...(index.metadata ?? {}), total_size: totalSize }, weight_map: sortedMap }, null, 2)}\n`);
+      files.push(join(outPath, indexName));
+      skip.add(indexName);
     }
-    if (existsSync(outPath)) await rmdir(outPath);
-    await rename(tmp, outPath);
+    const companions = await copyCompanions(baseDir, tmp, skip);
+    for (const rel of companions.copied) files.push(join(outPath, rel));
+    beforeInstall();
+    await installFolder(tmp, outPath, force);
+    return companions;
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** Rename the finished temp folder onto `out`; an existing `out` (allowed by `force`) is moved aside first and removed after. */
+async function installFolder(tmp: string, out: string, force: boolean): Promise<void> {
+  const st = await stat(out).catch(() => undefined);
+  if (!st) return rename(tmp, out);
+  if (st.isDirectory() && (await readdir(out)).length === 0) {
+    await rmdir(out);
+    return rename(tmp, out);
+  }
+  if (!force) throw new LoraportError("E_OUTPUT_EXISTS", `--out ${out} appeared while merging; pass --force to replace it`);
+  const old = `${tmp}.old`;
+  await rename(out, old);
+  try {
+    await rename(tmp, out);
+  } catch (err) {
+    await rename(old, out).catch(() => {});
+    throw err;
+  }
+  await rm(old, { recursive: true, force: true });
 }
 
 /** Reusable ArrayBuffers: `take` hands out the smallest free one that fits (or a new one), `give` returns it. */

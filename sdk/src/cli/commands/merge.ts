@@ -15,6 +15,7 @@ interface MergeCliOptions {
   dtype?: string;
   safe?: boolean;
   unmerge?: boolean;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -28,10 +29,11 @@ export function registerMerge(program: Command): void {
     .description("merge a PEFT LoRA adapter into a base model's safetensors weights (file, folder or sharded folder), or unmerge it")
     .requiredOption("--base <path>", "base model: a .safetensors file, a folder, or a *.safetensors.index.json")
     .requiredOption("--adapter <dir>", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors/.bin)")
-    .requiredOption("--out <path>", "output file (single-file base) or folder (sharded base)")
+    .requiredOption("--out <path>", "output: a folder base gives a complete model folder (weights as the base's shards + config, tokenizer and other files); a .safetensors base, or --out ending in .safetensors with a one-file base, gives one weights file")
     .option("--dtype <dtype>", "output dtype of float tensors: f32, f16 or bf16 (default: as the base)")
     .option("--safe", "refuse non-finite merged values")
     .option("--unmerge", "subtract the adapter instead: --base holds weights it was merged into (W = W' − ΔW)")
+    .option("--force", "replace --out if it exists (default: an existing file or non-empty folder is refused)")
     .option("--json", "print one JSON object (files written with their sizes, modules merged) instead of text")
     .action(async (opts: MergeCliOptions) => {
       let dtype: (typeof DTYPES)[keyof typeof DTYPES] | undefined;
@@ -46,19 +48,22 @@ export function registerMerge(program: Command): void {
       const t0 = performance.now();
       try {
         const report = await mergeModel(opts.base, adapter, opts.out, {
-          ...(dtype ? { dtype } : {}), ...(opts.safe ? { safe: true } : {}), ...(opts.unmerge ? { unmerge: true } : {}), onProgress: bar.onProgress,
+          ...(dtype ? { dtype } : {}), ...(opts.safe ? { safe: true } : {}), ...(opts.unmerge ? { unmerge: true } : {}), ...(opts.force ? { force: true } : {}), onProgress: bar.onProgress,
         });
         bar.stop();
         const secs = (performance.now() - t0) / 1000;
         if (opts.json) {
           console.log(JSON.stringify({
             command: opts.unmerge ? "unmerge" : "merge", out: report.out, files: writtenFiles(report.files), tensors: report.tensors, modules: report.merged.length,
-            merged: report.merged, replaced: report.replaced, unused: report.unused, bytesRead: report.bytesRead, bytesWritten: report.bytesWritten, seconds: secs,
+            merged: report.merged, replaced: report.replaced, unused: report.unused, copied: report.copied, leftOut: report.leftOut, bytesRead: report.bytesRead, bytesWritten: report.bytesWritten, seconds: secs,
           }));
           return;
         }
         const shards = report.files.filter((f) => f.endsWith(".safetensors")).length;
-        console.log(`${opts.unmerge ? "unmerged" : "merged"} ${report.merged.length} modules ${opts.unmerge ? "from" : "into"} ${report.tensors} tensors in ${secs.toFixed(2)} s → ${shards > 1 ? `${opts.out} (${shards} shards + index)` : report.files[0]}`);
+        const folder = report.files.length > 1 || report.copied.length > 0;
+        const what = folder ? `${report.out} (model folder: ${shards > 1 ? `${shards} shards + index` : "1 weights file"}, ${report.copied.length} other files copied)` : report.files[0];
+        console.log(`${opts.unmerge ? "unmerged" : "merged"} ${report.merged.length} modules ${opts.unmerge ? "from" : "into"} ${report.tensors} tensors in ${secs.toFixed(2)} s → ${what}`);
+        if (report.leftOut.length) console.log(`other weight files of the base, not merged so not copied: ${report.leftOut.join(", ")}`);
         if (report.replaced.length) console.log(`replaced by the adapter's saved copies: ${report.replaced.join(", ")}`);
         if (report.unused.length) console.log(`adapter tensors with no base counterpart (not applied): ${report.unused.join(", ")}`);
       } finally {
