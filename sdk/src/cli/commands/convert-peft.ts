@@ -4,9 +4,9 @@
  */
 import { Option, type Command } from "commander";
 import { AdapterError } from "../../errors.js";
-import { convertLoralibToPeft } from "../../adapter/convert.js";
-import { parseEnableLora, readLoralibCheckpoint } from "../../adapter/loralib.js";
-import { describeAdapter } from "../../adapter/adapter.js";
+import { convertLoralibToPeft, type ConversionReport } from "../../adapter/convert.js";
+import { parseEnableLora, readLoralibCheckpoint, type LoralibCheckpoint } from "../../adapter/loralib.js";
+import { describeAdapter, type LoraAdapter } from "../../adapter/adapter.js";
 import { writePeftAdapter } from "../../adapter/peft-io.js";
 import { peftAdapterFiles } from "../written-files.js";
 
@@ -58,8 +58,8 @@ export interface ConvertPeftSummary {
   readonly savedWholeParams: number;
 }
 
-export async function convertToPeft(input: string, opts: ConvertPeftOptions, log: (line: string) => void = (l) => console.log(l)): Promise<ConvertPeftSummary> {
-  if (!opts.out) throw new AdapterError("convert --to peft needs --out <dir>");
+/** A loralib checkpoint converted to a PEFT adapter in memory, with the loralib flags applied (also `--to gguf`). */
+export async function loralibAdapter(input: string, opts: ConvertPeftOptions): Promise<{ ckpt: LoralibCheckpoint; adapter: LoraAdapter; report: ConversionReport }> {
   const ckpt = await readLoralibCheckpoint(input);
   const r = num("--r", opts.r);
   const alpha = num("--alpha", opts.alpha);
@@ -71,6 +71,12 @@ export async function convertToPeft(input: string, opts: ConvertPeftOptions, log
     ...(opts.baseModel !== undefined ? { baseModel: opts.baseModel } : {}),
     ...(opts.fanInFanOut !== undefined ? { fanInFanOut: opts.fanInFanOut } : {}),
   });
+  return { ckpt, adapter, report };
+}
+
+export async function convertToPeft(input: string, opts: ConvertPeftOptions, log: (line: string) => void = (l) => console.log(l)): Promise<ConvertPeftSummary> {
+  if (!opts.out) throw new AdapterError("convert --to peft needs --out <dir>");
+  const { ckpt, adapter, report } = await loralibAdapter(input, opts);
   await writePeftAdapter(opts.out, adapter);
   log(`read ${input}: ${ckpt.modules.size} LoRA modules${ckpt.strippedModulePrefix ? " ('module.' prefix stripped)" : ""}, ${ckpt.other.size} other tensors`);
   for (const line of report.lines) log(line);

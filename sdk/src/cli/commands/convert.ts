@@ -4,23 +4,25 @@ import { convertTorchToSafetensors } from "../../formats/convert.js";
 import { assertOutputNotInput } from "../../internal/output-guard.js";
 import { writtenFiles } from "../written-files.js";
 import { toPeft, withPeftOptions, type ConvertPeftOptions } from "./convert-peft.js";
+import { ggufToPeft, isGgufFile, toGguf, withGgufOptions, type ConvertGgufOptions } from "./convert-gguf.js";
 
 /** What `convert` can produce; each target is one function here (the adapter engineer adds `peft`). */
-type ConvertOptions = { out: string; to: string; json?: boolean } & ConvertPeftOptions;
+type ConvertOptions = { out: string; to: string; json?: boolean } & ConvertPeftOptions & ConvertGgufOptions;
 const TARGETS: Record<string, (input: string, opts: ConvertOptions) => Promise<void>> = {
   safetensors: toSafetensors,
-  peft: toPeft,
+  peft: (input, opts) => (isGgufFile(input) ? ggufToPeft(input, opts) : toPeft(input, opts)),
+  gguf: toGguf,
 };
 
 /** `loraport convert <checkpoint> --out <file> [--to safetensors|peft]` (peft flags: convert-peft.ts). */
 export function registerConvert(program: Command): void {
-  withPeftOptions(program
+  withGgufOptions(withPeftOptions(program
     .command("convert")
-    .description("convert a checkpoint: a torch .pt/.bin to safetensors (metadata {\"format\": \"pt\"}, shared tensors stored once), or a loralib checkpoint to a PEFT adapter folder (--to peft)")
+    .description("convert a checkpoint: a torch .pt/.bin to safetensors (metadata {\"format\": \"pt\"}, shared tensors stored once), a loralib checkpoint or a GGUF LoRA to a PEFT adapter folder (--to peft), or a PEFT adapter / loralib checkpoint / HF model folder to GGUF for llama.cpp (--to gguf, see docs/gguf.md)")
     .argument("<input>", "the checkpoint to convert")
     .requiredOption("--out <path>", "where to write the result")
-    .addOption(new Option("--to <target>", "what to write: safetensors or peft").default("safetensors"))
-    .option("--json", "print one JSON object (files written with their sizes, tensors) instead of text"))
+    .addOption(new Option("--to <target>", "what to write: safetensors, peft or gguf").default("safetensors"))
+    .option("--json", "print one JSON object (files written with their sizes, tensors) instead of text")))
     .action(async (input: string, opts: ConvertOptions) => {
       const target = TARGETS[opts.to];
       if (!target) throw new LoraportError("E_USAGE", `--to ${opts.to}: unknown target (expected one of ${Object.keys(TARGETS).join(", ")})`);

@@ -1,0 +1,141 @@
+/**
+ * The real consumer: node-llama-cpp 3.21.1 (llama.cpp, CPU) runs loraport's base GGUF plus loraport's GGUF LoRA
+ * adapters and must give transformers + PEFT's greedy tokens, computed in the same run by the fixture, for a plain
+ * adapter, an rsLoRA adapter and a rank_pattern + alpha_pattern adapter (the two llama.cpp's own converter mis-scales),
+ * with logits (centred on the top token, as llama.cpp reports probabilities) within 1e-3. Then GGUF → PEFT: PEFT loads
+ * the folder loraport writes and gives the same tokens, and PEFT → GGUF again is byte-identical.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel } from "node-llama-cpp";
+import { registerConvert } from "../../src/cli/commands/convert.js";
+import { readGguf } from "../../src/formats/gguf/index.js";
+import { runCli } from "../helpers/cli.js";
+import { PYTHON, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
+
+const FIXTURE = resolve(import.meta.dirname, "fixtures/gguf_reference.py");
+const CASES = ["plain", "rslora", "patterns"] as const;
+/** |Δ(logit_i − logit_top)| between llama.cpp F32 and PyTorch F32, over tokens with p > 1e-4 (measured ≤ 1.2e-4). */
+const LOGIT_TOL = 1e-3;
+
+interface Reference {
+  prompt: number[];
+  cases: Record<(typeof CASES)[number], { tokens: number[]; logprobs: number[][]; margin: number; droppedScalingTokens: number[] }>;
+}
+
+function python(args: string[]): string {
+  return execFileSync(PYTHON, [FIXTURE, ...args], {
+    encoding: "utf8", timeout: limit(300_000), maxBuffer: 256 << 20, stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, PYTHONWARNINGS: "ignore", TRANSFORMERS_VERBOSITY: "error", HF_HUB_OFFLINE: "1" },
+  });
+}
+const lastJson = <T>(out: string): T => JSON.parse(out.trim().split("\n").pop()!) as T;
+
+const work = tempDir("loraport-gguf-");
+const p = (...parts: string[]) => join(work.dir, ...parts);
+let ref: Reference;
+let llama: Llama;
+let model: LlamaModel;
+
+beforeAll(async () => {
+  ref = lastJson<Reference>(python([work.dir]));
+  await runCli([registerConvert], ["convert", p("base"), "--to", "gguf", "--out", p("base.gguf")]);
+  for (const c of CASES) await runCli([registerConvert], ["convert", p(c), "--to", "gguf", "--base", p("base"), "--out", p(`${c}.gguf`)]);
+  llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  model = await llama.loadModel({ modelPath: p("base.gguf") });
+}, limit(400_000));
+
+afterAll(async () => {
+  await model?.dispose();
+  await llama?.dispose();
+  work.cleanup();
+});
+
+/** Greedy tokens from llama.cpp with the adapter, and the largest centred-logit difference to PyTorch's per step. */
+async function runAdapter(file: string, expected?: { tokens: number[]; logprobs: number[][] }): Promise<{ tokens: number[]; maxLogitDiff: number }> {
+  // F32 KV cache (llama.cpp defaults to F16, which alone moves logits by ~5e-2 here); one thread: the machine is shared.
+  const ctx = await model.createContext({
+    contextSize: 64, threads: 1, flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
+    lora: { adapters: [{ filePath: file }] },
+  });
+  try {
+    const tokens: number[] = [];
+    let maxLogitDiff = 0;
+    const steps = ref.cases.plain.tokens.length;
+    for await (const o of ctx.getSequence().evaluateWithMetadata(ref.prompt, { probabilities: true }, { temperature: 0, yieldEogToken: true })) {
+      const i = tokens.length;
+      tokens.push(o.token);
+      // Compare only while the prefixes agree (after a different token the contexts differ).
+      if (expected && expected.tokens.slice(0, i).every((t, k) => t === tokens[k])) {
+        const [top, pTop] = o.probabilities.entries().next().value!;
+        const lp = expected.logprobs[i]!;
+        for (const [t, pr] of o.probabilities) {
+          if (pr > 1e-4) maxLogitDiff = Math.max(maxLogitDiff, Math.abs(Math.log(pr) - Math.log(pTop) - (lp[t]! - lp[top]!)));
+        }
+      }
+      if (tokens.length >= steps) break;
+    }
+    return { tokens, maxLogitDiff };
+  } finally {
+    await ctx.dispose();
+  }
+}
+
+describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {
+  for (const c of CASES) {
+    it(`${c}: same greedy tokens as transformers + PEFT, logits within ${LOGIT_TOL}`, async () => {
+      const want = ref.cases[c];
+      const got = await runAdapter(p(`${c}.gguf`), want);
+      expect(got.tokens).toEqual(want.tokens);
+      expect(got.maxLogitDiff).toBeLessThan(LOGIT_TOL);
+      console.log(`${c}: ${got.tokens.length} tokens equal, max centred logit diff ${got.maxLogitDiff.toExponential(2)}, PEFT's smallest top-2 margin ${want.margin.toFixed(4)}`);
+    });
+  }
+
+  it("the rsLoRA and pattern cases discriminate: PEFT without the scaling llama.cpp's converter drops gives other tokens", () => {
+    expect(ref.cases.rslora.droppedScalingTokens).not.toEqual(ref.cases.rslora.tokens);
+    expect(ref.cases.patterns.droppedScalingTokens).not.toEqual(ref.cases.patterns.tokens);
+  });
+
+  it("node-llama-cpp's own GGUF parser reads loraport's files: adapter keys, tensor names and shapes", async () => {
+    const info = await readGgufFileInfo(p("patterns.gguf"), { readTensorInfo: true });
+    const meta = info.metadata as unknown as Record<string, Record<string, unknown>>;
+    expect(meta.general!.type).toBe("adapter");
+    expect(meta.general!.architecture).toBe("llama");
+    expect((meta.adapter as { type: string; lora: { alpha: number } }).lora.alpha).toBe(16);
+    const q = info.fullTensorInfo!.find((t) => t.name === "blk.0.attn_q.weight.lora_b")!;
+    expect(q.dimensions.map(Number)).toEqual([4, 64]); // ne order: [r (rank_pattern q_proj: 4), out]
+    const mine = (await readGguf(p("patterns.gguf"))).header.tensors.map((t) => [t.name, t.ne.join("x")]);
+    expect(info.fullTensorInfo!.map((t) => [t.name, t.dimensions.join("x")])).toEqual(mine);
+  });
+
+  it.each(["f16", "bf16"])("--outtype %s: llama.cpp loads it and gives the plain adapter's greedy tokens", async (outtype) => {
+    const file = p(`plain-${outtype}.gguf`);
+    await runCli([registerConvert], ["convert", p("plain"), "--to", "gguf", "--base", p("base"), "--outtype", outtype, "--out", file]);
+    const { header } = await readGguf(file);
+    expect(new Set(header.tensors.map((t) => t.typeInfo.name))).toEqual(new Set([outtype.toUpperCase()]));
+    expect((await runAdapter(file)).tokens).toEqual(ref.cases.plain.tokens);
+  });
+});
+
+describe("GGUF LoRA → PEFT", () => {
+  it("PEFT loads the folders loraport writes and gives the original greedy tokens; PEFT → GGUF again is byte-identical (f32)", async () => {
+    for (const c of CASES) {
+      await runCli([registerConvert], ["convert", p(`${c}.gguf`), "--to", "peft", "--out", p(`${c}-back`)]);
+      await runCli([registerConvert], ["convert", p(`${c}-back`), "--to", "gguf", "--base", p("base"), "--out", p(`${c}-again.gguf`)]);
+      const a = await readGguf(p(`${c}.gguf`));
+      const b = await readGguf(p(`${c}-again.gguf`));
+      expect([...b.tensors.keys()]).toEqual([...a.tensors.keys()]);
+      for (const [name, t] of a.tensors) expect(Buffer.from(b.tensors.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer)), name).toBe(true);
+    }
+    const tokens = lastJson<Record<string, number[]>>(python(["tokens", p("base"), ...CASES.map((c) => p(`${c}-back`))]));
+    for (const c of CASES) expect(tokens[p(`${c}-back`)], c).toEqual(ref.cases[c].tokens);
+    // The read-back config says what llama.cpp applies: one α, the ranks that differ in rank_pattern.
+    const cfg = JSON.parse(readFileSync(p("patterns-back", "adapter_config.json"), "utf8")) as { r: number; lora_alpha: number; rank_pattern: Record<string, number>; use_rslora: boolean };
+    expect(cfg).toMatchObject({ r: 8, lora_alpha: 16, use_rslora: false });
+    expect(Object.values(cfg.rank_pattern).sort()).toEqual([...Array(2).fill(4), ...Array(2).fill(12)].sort());
+  });
+});
