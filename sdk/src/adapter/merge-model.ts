@@ -19,6 +19,7 @@ import { castTo, fromBytes, isFloat, itemsize, numel, type DType, type Tensor } 
 import { baseWeightShape, type LoraAdapter, type LoraModule } from "./adapter.js";
 import { resolveModule } from "./config.js";
 import { mergeBias, mergeWeight } from "./math.js";
+import { foldSavedLayers } from "./saved-layers.js";
 import { writeSafetensorsStreaming, type PlannedTensor } from "./stream-writer.js";
 
 export interface MergeModelOptions {
@@ -145,6 +146,8 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     const target = outputTarget(src, base, outPath);
     assertOutputNotInput({ flag: "--out", path: target.path }, [{ flag: "--base", path: target.baseDir ?? base }, ...src.shards.map((path) => ({ flag: "--base", path }))]);
     await refuseExisting(target.path, target.kind, options.force === true);
+    // Saved embedding layers and trainable tokens become whole-tensor replacements (PEFT loads them into the base first).
+    adapter = await foldSavedLayers(adapter, src);
     const plan = planMerge(src, adapter);
     if (options.unmerge && plan.replace.size) {
       throw new UnsupportedFeatureError("modules_to_save", `unmerge: ${[...plan.replace.keys()].join(", ")} ${plan.replace.size === 1 ? "is a copy" : "are copies"} saved whole by the adapter; merged weights no longer hold the base's own, so they cannot be unmerged`);
