@@ -4,6 +4,7 @@ export * from "./adapter.js";
 export * from "./math.js";
 export * from "./factors.js";
 export * from "./combine.js";
+export { foldSavedLayers, hasSavedLayers } from "./saved-layers.js";
 export { parsePyJson, dumpsPy, pyFloatRepr, type JsonValue, type JsonPath, type PyJsonDocument } from "./pyjson.js";
 export * from "./peft-io.js";
 export * from "./presets.js";

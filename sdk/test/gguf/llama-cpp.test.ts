@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel } from "node-llama-cpp";
+import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel, type Token } from "node-llama-cpp";
 import { registerConvert } from "../../src/cli/commands/convert.js";
 import { readGguf } from "../../src/formats/gguf/index.js";
 import { runCli } from "../helpers/cli.js";
@@ -65,7 +65,7 @@ async function runAdapter(file: string, expected?: { tokens: number[]; logprobs:
     const tokens: number[] = [];
     let maxLogitDiff = 0;
     const steps = ref.cases.plain.tokens.length;
-    for await (const o of ctx.getSequence().evaluateWithMetadata(ref.prompt, { probabilities: true }, { temperature: 0, yieldEogToken: true })) {
+    for await (const o of ctx.getSequence().evaluateWithMetadata(ref.prompt as Token[], { probabilities: true }, { temperature: 0, yieldEogToken: true })) {
       const i = tokens.length;
       tokens.push(o.token);
       // Compare only while the prefixes agree (after a different token the contexts differ).
