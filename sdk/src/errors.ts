@@ -212,3 +212,13 @@ export class SidecarEnvironmentError extends SidecarExitedError {
     this.missingModule = missingModule;
   }
 }
+
+/** A distributed (torch engine) training run failed: a rank died or raised; the message names the rank and the last intact checkpoint. */
+export class DistributedTrainingError extends LoraportError {
+  /** The rank that failed first, when torchrun reported it. */
+  readonly rank: number | undefined;
+  constructor(message: string, rank?: number) {
+    super("E_WORKER_FAILED", message);
+    this.rank = rank;
+  }
+}

@@ -131,7 +131,7 @@ def runs(tmp_path_factory):
     res["killed"] = {"code": code, "events": seen + rest, "ck": str(ck), "ck_step": ck_step, "left": processes_with(cfg)}
 
     # Resume that checkpoint with one process: it must end where the unbroken runs end.
-    code, events = finish(launch(config(tmp, "resumed", 1, checkpoint={"path": str(ck), "every": 1, "resume": True})))
+    code, events = finish(launch(config(tmp, "resumed", 1, checkpoint={"path": str(tmp / "resumed" / "ck.safetensors"), "every": 1, "resumeFrom": str(ck)})))
     assert code == 0, events[-1:]
     res["resumed"] = {"events": events, "adapter": load_file(str(tmp / "resumed" / "adapter" / "adapter_model.safetensors"))}
     print("launch seconds: " + ", ".join(f"{k} {res[k]['s']:.1f}" for k in ("one", "ddp", "fsdp")))

@@ -5,3 +5,5 @@ export { readTrainManifest, TRAIN_MANIFEST_NAME, type TrainManifest, type TrainP
 export { parseJsonl, type TrainExample } from "./data.js";
 export { readCheckpoint as readTrainCheckpoint, writeCheckpoint as writeTrainCheckpoint, type TrainState } from "./state.js";
 export type { StepRecord } from "./worker-protocol.js";
+export { TorchTrainer, type TorchTrainerOptions, type TorchFitOptions, type TorchLoraConfig, type TorchStrategy } from "./torch-engine.js";
+export { loadTrainer, type EngineOptions, type TrainEngine } from "./engine.js";

@@ -16,6 +16,11 @@ export async function tokenizeTexts(artifactDir: string, manifest: TrainManifest
     const first = texts[0]!;
     throw new FormatError(file, `line ${first.line}: has "text" but the artifact ${artifactDir} has no tokenizer (its base model folder had no tokenizer.json); give "input_ids" instead`);
   }
+  return tokenizeWith(tokenizer, texts, file);
+}
+
+/** Token ids of each text with the tokenizer.json at `tokenizer` (a base model folder's, for the torch engine). */
+export async function tokenizeWith(tokenizer: string, texts: readonly { text: string; line: number }[], file: string): Promise<number[][]> {
   try {
     const tok = await loadTokenizer(dirname(tokenizer));
     return await tok.encodeBatch(texts.map((t) => t.text));

@@ -41,6 +41,8 @@ export interface StepRecord {
   lr: number;
   tokensPerSecond: number;
   stepMs: number;
+  /** Ranks that took the step (torch engine; the ORT engine runs one). */
+  worldSize?: number;
 }
 
 export type WorkerEvent =

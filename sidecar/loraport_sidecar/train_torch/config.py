@@ -60,7 +60,7 @@ class RunConfig:
     weight_decay: float = 0.01
     checkpoint: str | None = None
     checkpoint_every: int | None = None
-    resume: bool = False
+    resume_from: str | None = None  # a checkpoint file (either engine's) whose interrupted fit this run continues
     dist: Distributed = Distributed()
 
     @property
@@ -141,14 +141,14 @@ def parse_config(raw: dict, file: str = "run config") -> RunConfig:
         weight_decay=_get(fit, "weightDecay", float, 0.01, f),
         checkpoint=_get(ck, "path", str, None, f"{w}checkpoint."),
         checkpoint_every=_get(ck, "every", int, None, f"{w}checkpoint.", _pos, "a positive integer"),
-        resume=_get(ck, "resume", bool, False, f"{w}checkpoint."), dist=dist)
+        resume_from=_get(ck, "resumeFrom", str, None, f"{w}checkpoint."), dist=dist)
     if cfg.batch_size % cfg.world_size:
         raise ConfigError(f"{f}batchSize: {cfg.batch_size} is the global batch and must divide evenly over the {cfg.world_size} ranks "
                           f"(nprocPerNode × nnodes); give a multiple of {cfg.world_size}")
-    if (cfg.checkpoint_every or cfg.resume) and not cfg.checkpoint:
-        raise ConfigError(f"{w}checkpoint.path: checkpoint.every and checkpoint.resume need a checkpoint file")
-    if cfg.resume and not os.path.isfile(cfg.checkpoint):
-        raise ConfigError(f"{w}checkpoint.path: {cfg.checkpoint}: no such file to resume from")
+    if cfg.checkpoint_every and not cfg.checkpoint:
+        raise ConfigError(f"{w}checkpoint.path: checkpoint.every needs a checkpoint file")
+    if cfg.resume_from and not os.path.isfile(cfg.resume_from):
+        raise ConfigError(f"{w}checkpoint.resumeFrom: {cfg.resume_from}: no such file to resume from")
     return cfg
 
 

@@ -60,8 +60,8 @@ class Trainer:
         self.data = read_examples(cfg.data, self.rm.vocab_size, self.rm.max_positions, self.rm.task)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay)
         self.step, self.fit_start = 0, 0
-        if cfg.resume:
-            self._resume(cfg.checkpoint)
+        if cfg.resume_from:
+            self._resume(cfg.resume_from)
 
     def _resume(self, path: str) -> None:
         shapes = [full(p).shape if hasattr(p, "full_tensor") else p.shape for p in self.params]
@@ -133,7 +133,7 @@ class Trainer:
 
     def fit(self) -> None:
         cfg = self.cfg
-        if not cfg.resume:
+        if not cfg.resume_from:
             self.fit_start = self.step
         plan = plan_fit(len(self.data), cfg.batch_size, cfg.gradient_accumulation, cfg.epochs, cfg.max_steps)
         self.events.emit("start", worldSize=self.world, strategy=cfg.dist.strategy, totalSteps=plan.total_steps, step=self.step,
