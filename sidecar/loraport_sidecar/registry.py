@@ -62,10 +62,11 @@ class OpContext:
             raise DeadlineExceeded(f"{self.method} #{self.request_id} passed its deadline")
 
     def progress(self, done: float, total: float | None = None, message: str | None = None, *, phase: str | None = None,
-                 unit: str | None = None) -> None:
-        """Send a progress event (throttled to ~20 per second; the last one, done == total, always goes)."""
+                 unit: str | None = None, throttle: bool = True) -> None:
+        """Send a progress event (throttled to ~20 per second; the last one, done == total, always goes, and so does
+        one sent with throttle=False: a stage change the caller must see)."""
         now = time.monotonic()
-        if total is not None and done < total and now - self._last_progress < 0.05:
+        if throttle and total is not None and done < total and now - self._last_progress < 0.05:
             return
         self._last_progress = now
         self._send_progress(phase or self.method, done, total, unit, message)

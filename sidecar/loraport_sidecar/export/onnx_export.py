@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.fx.experimental._config  # noqa: F401  (backed_size_oblivious, as torch.onnx's capture sets it)
 from torch import nn
 
 from .manifest import HEADS_NAME, MANIFEST_NAME, MODEL_NAME, base_checksum, build_manifest
@@ -55,15 +56,33 @@ def default_targets(model_type: str) -> list[str] | None:
     found = table.get(model_type)
     return list(found) if found else None
 
-Progress = Callable[[str, int, int, str], None]
+# progress(phase, done, total, message, unit="stages"). Phase "export" goes through STAGES (done = the stage's
+# index, total = len(STAGES), done == total at the end); phase "export.capture" counts the model's blocks (unit
+# "layers") while torch.export runs through them. It may raise to cancel (the temp folder is removed).
+Progress = Callable[..., None]
+
+STAGES = (
+    "loading the base model",
+    "preparing the model",
+    "capturing the graph (torch.export)",
+    "converting to ONNX (the longest step on a large model)",
+    "optimizing the ONNX graph",
+    "writing model.onnx",
+    "checking the graph",
+    "writing the manifest and tokenizer files",
+)
 
 
 class ExportError(ValueError):
     """Bad export request (missing folder, unknown target, base/adapter mismatch): one line for the user."""
 
 
-def _no_progress(phase: str, done: int, total: int, message: str) -> None:
+def _no_progress(phase: str, done: int, total: int, message: str, unit: str = "stages") -> None:
     pass
+
+
+def _stage(progress: Progress, i: int) -> None:
+    progress("export", i, len(STAGES), STAGES[i])
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -278,7 +297,7 @@ def export_onnx(
     t0 = time.perf_counter()
     if mode not in ("adapter-inputs", "merged"):
         raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
-    progress("export", 0, 4, "loading base model")
+    _stage(progress, 0)
     model, config, source_dtype = load_base(base_dir)
     return export_model(model, out_dir, mode=mode, targets=targets, adapter_dir=adapter_dir, external_data=external_data,
                         progress=progress, source_dtype=source_dtype, base_path=str(Path(base_dir).resolve()), t0=t0, head_inputs=head_inputs,
@@ -316,6 +335,7 @@ def export_model(
     t0 = time.perf_counter() if t0 is None else t0
     if mode not in ("adapter-inputs", "merged"):
         raise ExportError(f"mode: expected 'adapter-inputs' or 'merged', got {mode!r}")
+    _stage(progress, 1)
     config = model.config
     model.eval()
     checksum = base_checksum(model)
@@ -361,7 +381,6 @@ def export_model(
         wrapped = PlainModel(model, kv_layers)
     wrapped.eval()
 
-    progress("export", 1, 4, "tracing")
     batch, seq = 2, 8
     gen = torch.Generator().manual_seed(0)
     vocab = int(getattr(config, "vocab_size", 100))
@@ -411,15 +430,14 @@ def export_model(
     # mkdtemp makes it 0700; the finished folder gets the permissions a plain mkdir would give.
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        with torch.no_grad():
-            # forward(*inputs): one varargs parameter, so the dynamic shapes are one tuple over every input.
-            program = torch.onnx.export(wrapped, tuple(args), dynamo=True, dynamic_shapes=(tuple(dyn + lora_dyn),), input_names=names,
-                                        output_names=output_names, opset_version=OPSET, optimize=True, verbose=False)
-        progress("export", 2, 4, "writing model")
+        # forward(*inputs): one varargs parameter, so the dynamic shapes are one tuple over every input.
+        program = _to_onnx(wrapped, tuple(args), (tuple(dyn + lora_dyn),), names, output_names, progress)
+        _stage(progress, 5)
         n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         use_external = external_data if external_data is not None else n_bytes > EXTERNAL_DATA_THRESHOLD
         model_path = tmp / MODEL_NAME
         program.save(str(model_path), external_data=use_external)
+        _stage(progress, 6)
         _check_graph(model_path, names)
         if lora_defaults:
             from .lora_defaults import add_lora_defaults
@@ -430,7 +448,7 @@ def export_model(
 
             # The base's own head values: what the runtime feeds when an adapter brings no head.
             save_file(head_defaults, str(tmp / HEADS_NAME), metadata={"format": "pt"})
-        progress("export", 3, 4, "writing manifest")
+        _stage(progress, 7)
         if tokenizer_dir is not None and not Path(tokenizer_dir).is_dir():
             raise ExportError(f"tokenizer: {tokenizer_dir} is not a folder (expected one with tokenizer.json)")
         tokenizer = copy_tokenizer(tokenizer_dir, tmp) if tokenizer_dir is not None else []
@@ -451,8 +469,69 @@ def export_model(
             tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    progress("export", 4, 4, "done")
+    progress("export", len(STAGES), len(STAGES), "done")
     return ExportResult(out_dir=str(out), manifest=manifest, seconds=time.perf_counter() - t0)
+
+
+def _to_onnx(wrapped: nn.Module, args: tuple, dynamic_shapes: tuple, names: list[str], output_names: list[str], progress: Progress) -> Any:
+    """torch.onnx (dynamo) in its three steps, each announced: capture (torch.export, non-strict, as torch.onnx's first
+    strategy does, with one event per model block), conversion, optimization. A capture that fails here is left to
+    torch.onnx, which also tries its other strategies."""
+    _stage(progress, 2)
+    blocks = _repeated_blocks(wrapped)
+    raised: list[BaseException] = []  # a cancel raised by progress inside the capture must not become a fallback
+    seen = [0]  # blocks announced: a second trace (refined shapes) does not count them again
+
+    def on_block(i: int) -> None:
+        if i < seen[0]:
+            return
+        seen[0] = i + 1
+        try:
+            progress("export.capture", i, len(blocks), f"block {i + 1} of {len(blocks)}", "layers")
+        except BaseException as e:
+            raised.append(e)
+            raise
+
+    def capture(shapes: Any) -> Any:
+        # The settings of torch.onnx's own first strategy (deferred runtime asserts: a LoRA rank of 1 is not a guard).
+        from torch.onnx import _flags
+
+        with torch.no_grad(), torch.fx.experimental._config.patch(backed_size_oblivious=True):
+            return torch.export.export(wrapped, args, dynamic_shapes=shapes, strict=False,
+                                       prefer_deferred_runtime_asserts_over_guards=getattr(_flags, "PREFER_DEFERRED_RUNTIME_ASSERTS_OVER_GUARDS", False))
+
+    hooks = [b.register_forward_pre_hook(lambda _m, _a, i=i: on_block(i)) for i, b in enumerate(blocks)]
+    try:
+        try:
+            captured: Any = capture(dynamic_shapes)
+        except torch._dynamo.exc.UserError as exc:
+            if raised:
+                raise
+            # As torch.onnx does: take export's suggested fixes (e.g. a LoRA rank dim that must not be 1) and retry.
+            dynamic_shapes = torch.export.dynamic_shapes.refine_dynamic_shapes_from_suggested_fixes(exc.msg, dynamic_shapes)
+            captured = capture(dynamic_shapes)
+        if blocks:
+            progress("export.capture", len(blocks), len(blocks), f"{len(blocks)} blocks", "layers")
+    except Exception:  # noqa: BLE001 - torch.onnx retries with its own strategies and reports its own error
+        if raised:
+            raise raised[0] from None
+        captured = wrapped
+    finally:
+        for h in hooks:
+            h.remove()
+    _stage(progress, 3)
+    with torch.no_grad():
+        program = torch.onnx.export(captured, args, dynamo=True, dynamic_shapes=dynamic_shapes, input_names=names,
+                                    output_names=output_names, opset_version=OPSET, optimize=False, verbose=False)
+    _stage(progress, 4)
+    program.optimize()
+    return program
+
+
+def _repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's layer stack (its longest ModuleList: transformer.h, model.layers, encoder.layer), for per-layer progress."""
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    return list(max(lists, key=len)) if lists else []
 
 
 def _umask() -> int:
@@ -557,9 +636,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress-json", action="store_true", help="progress events as JSON lines on stderr")
     a = p.parse_args(argv)
 
-    def progress(phase: str, done: int, total: int, message: str) -> None:
+    def progress(phase: str, done: int, total: int, message: str, unit: str = "stages") -> None:
         if a.progress_json:
-            print(json.dumps({"progress": {"phase": phase, "done": done, "total": total, "message": message}}), file=sys.stderr, flush=True)
+            print(json.dumps({"progress": {"phase": phase, "done": done, "total": total, "unit": unit, "message": message}}), file=sys.stderr, flush=True)
 
     try:
         res = export_onnx(a.base, a.out, mode=a.mode, targets=a.targets.split(",") if a.targets else None, adapter_dir=a.adapter,

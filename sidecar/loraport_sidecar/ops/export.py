@@ -29,9 +29,10 @@ def export_onnx_op(ctx, params, tensors):
     kv = params.get("kvCache", True)
     tokenizer = params.get("tokenizer")
 
-    def progress(phase: str, done: int, total: int, message: str) -> None:
+    def progress(phase: str, done: int, total: int, message: str, unit: str = "stages") -> None:
         ctx.check_cancelled()
-        ctx.progress(done, total, message, phase=phase, unit="steps")
+        # Stage changes always go out (each is a phase line in the CLI); per-layer events are throttled.
+        ctx.progress(done, total, message, phase=phase, unit=unit, throttle=unit != "stages")
 
     if ("base" in params) == ("handle" in params):
         raise ValueError("exportOnnx: give exactly one of 'base' (a model folder) or 'handle' (a loaded model)")

@@ -5,9 +5,25 @@ import { writePeftAdapter } from "../../adapter/peft-io.js";
 import { Sidecar } from "../../bridge/sidecar.js";
 import { FileMissingError, LoraportError } from "../../errors.js";
 import { readAdapterFromPath } from "../../runtime/read-adapter.js";
-import { progressBar } from "../progress-bar.js";
+import { progressReporter, type ProgressReporter } from "../progress-bar.js";
 import type { ExportCliOptions } from "./export.js";
 import { loralibOptions } from "../loralib-options.js";
+
+/** `--r`, or its hidden old name `--lora-r`; both at once must agree. */
+export function rankOption(opts: ExportCliOptions): string | undefined {
+  if (opts.r !== undefined && opts.loraR !== undefined && opts.r !== opts.loraR) {
+    throw new LoraportError("E_USAGE", `--r ${opts.r} and --lora-r ${opts.loraR}: the same option under two names; give one`);
+  }
+  return opts.r ?? opts.loraR;
+}
+
+/** Starting the sidecar (Python and torch imported) takes seconds: it is a step of its own on the display. */
+export async function startSidecarShowing(progress: ProgressReporter): Promise<Sidecar> {
+  progress.onProgress({ phase: "sidecar", done: 0, total: 1, unit: "processes", message: "starting Python (torch import)" });
+  const sc = await Sidecar.start();
+  progress.onProgress({ phase: "sidecar", done: 1, total: 1, unit: "processes", message: "ready" });
+  return sc;
+}
 
 export async function exportInference(opts: ExportCliOptions): Promise<void> {
   const mode = opts.mode as "adapter-inputs" | "merged";
@@ -24,16 +40,20 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
   if (opts.adapter && !statSync(opts.adapter, { throwIfNoEntry: false })?.isDirectory()) {
     // GPT-2's projections are Conv1D (fan_in_fan_out); the others loraport exports are nn.Linear.
     const modelType = (JSON.parse(readFileSync(join(opts.base, "config.json"), "utf8")) as { model_type?: string }).model_type;
-    const { adapter, notes } = await readAdapterFromPath(opts.adapter, loralibOptions(opts as Parameters<typeof loralibOptions>[0], modelType === "gpt2"));
+    // The rank under both names loralib-options has had (`--lora-r`, now `--r`).
+    const rank = rankOption(opts);
+    const flags = { ...opts, ...(rank !== undefined ? { r: rank, loraR: rank } : {}) } as Parameters<typeof loralibOptions>[0];
+    const { adapter, notes } = await readAdapterFromPath(opts.adapter, loralibOptions(flags, modelType === "gpt2"));
     for (const n of notes) process.stderr.write(`loraport: ${n}\n`);
     scratch = mkdtempSync(join(dirname(resolve(opts.out)), ".loraport-adapter-"));
     await writePeftAdapter(scratch, adapter);
     adapterDir = scratch;
   }
 
-  const bar = progressBar();
-  const sc = await Sidecar.start();
+  const bar = progressReporter(opts);
+  let sc: Sidecar | undefined;
   try {
+    sc = await startSidecarShowing(bar);
     const res = await sc.exportOnnx(opts.base, opts.out, {
       mode,
       ...(opts.targets ? { targets: opts.targets.split(",").map((s) => s.trim()).filter(Boolean) } : {}),
@@ -48,7 +68,7 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
     else console.log(`exported ${res.mode} model to ${res.out} (${res.loraModules} modules with LoRA inputs, ${res.seconds.toFixed(1)} s)`);
   } finally {
     bar.stop();
-    await sc.close();
+    await sc?.close();
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   }
 }

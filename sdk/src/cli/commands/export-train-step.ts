@@ -4,14 +4,14 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { Sidecar } from "../../bridge/sidecar.js";
 import { FileMissingError, LoraportError } from "../../errors.js";
-import { progressBar } from "../progress-bar.js";
+import { progressReporter } from "../progress-bar.js";
 import type { ExportCliOptions } from "./export.js";
+import { rankOption, startSidecarShowing } from "./export-inference.js";
 
 /** The options only this mode reads (registered on `export` so commander accepts them). */
 export function addTrainStepOptions(cmd: Command): Command {
   return cmd
     .option("--target-modules <names>", "train-step: comma-separated LoRA target modules (default: PEFT's for the architecture)")
-    .option("--r <n>", "train-step: LoRA rank (default 8)")
     .option("--task <task>", "train-step: causal-lm | seq-cls (default from the model's architecture)")
     .option("--weight-decay <x>", "train-step: AdamW weight decay (default 0.01)");
 }
@@ -32,11 +32,12 @@ export async function exportTrainStepCli(opts: ExportCliOptions): Promise<void> 
   const targets = (opts["targetModules"] as string | undefined) ?? opts.targets;
   const wd = opts["weightDecay"] === undefined ? undefined : Number(opts["weightDecay"]);
   if (wd !== undefined && !(wd >= 0)) throw new LoraportError("E_USAGE", `--weight-decay ${String(opts["weightDecay"])}: expected a number >= 0`);
-  const r = positive("--r", opts["r"], true);
+  const r = positive("--r", rankOption(opts), true);
   const alpha = positive("--alpha", opts.alpha, false);
-  const bar = progressBar();
-  const sc = await Sidecar.start();
+  const bar = progressReporter(opts);
+  let sc: Sidecar | undefined;
   try {
+    sc = await startSidecarShowing(bar);
     const res = await sc.exportTrainStep(opts.base, opts.out, {
       ...(task ? { task: task as "causal-lm" | "seq-cls" } : {}),
       ...(r !== undefined ? { r } : {}),
@@ -54,6 +55,6 @@ export async function exportTrainStepCli(opts: ExportCliOptions): Promise<void> 
     }
   } finally {
     bar.stop();
-    await sc.close();
+    await sc?.close();
   }
 }

@@ -1,4 +1,5 @@
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
+import { LORALIB_PRESETS } from "../../adapter/presets.js";
 import { LoraportError } from "../../errors.js";
 import { assertOutputNotInput } from "../../internal/output-guard.js";
 import { exportInference } from "./export-inference.js";
@@ -16,10 +17,15 @@ export interface ExportCliOptions {
   /** commander's `--no-kv-cache` sets this false. */
   readonly kvCache?: boolean;
   readonly alpha?: string;
+  /** `--r`: the LoRA rank (train-step's fresh adapter, or a loralib checkpoint's). */
+  readonly r?: string;
+  /** `--lora-r`, the hidden old name of `--r`. */
   readonly loraR?: string;
   readonly enableLora?: string;
   readonly preset?: string;
   readonly json?: boolean;
+  /** `--progress`: phase lines on stderr even off a terminal or with --json. */
+  readonly progress?: boolean;
   /** Options a mode adds for itself (e.g. training's), passed through untouched. */
   readonly [key: string]: unknown;
 }
@@ -46,11 +52,14 @@ export function registerExport(program: Command): void {
     .option("--head-inputs <names>", "adapter-inputs: modules given as whole-tensor inputs, or 'none' (default: classifier for sequence classification)")
     .option("--external-data <when>", "weights as external data: auto | yes | no", "auto")
     .option("--no-kv-cache", "causal LMs: a plain forward graph without the KV cache (no 'loraport generate')")
-    .option("--alpha <n>", "loralib checkpoints: lora_alpha (not stored in the file)")
-    .option("--lora-r <n>", "loralib checkpoints: rank r")
+    .option("--r <n>", "LoRA rank r: of the fresh adapter with --mode train-step (default 8); of a loralib --adapter checkpoint with --mode merged (default: from the preset or the tensors)")
+    .option("--alpha <n>", "LoRA alpha: of the fresh adapter with --mode train-step (default 16); of a loralib --adapter checkpoint with --mode merged (not stored in the file)")
     .option("--enable-lora <qkv>", "loralib checkpoints: MergedLinear blocks, e.g. q,v")
-    .option("--preset <name>", "loralib checkpoints: hyper-parameter preset (e.g. gpt2-medium-e2e)")
-    .option("--json", "print the result as JSON");
+    .option("--preset <name>", `loralib checkpoints: hyper-parameter preset, one of ${LORALIB_PRESETS.map((p) => p.name).join(", ")} (default: detected from the keys)`)
+    .option("--json", "print the result as JSON")
+    .option("--progress", "progress as phase lines on stderr, also when stderr is not a terminal or with --json");
+  // The old name of --r (loralib's); same value, not shown.
+  cmd.addOption(new Option("--lora-r <n>").hideHelp());
   addTrainStepOptions(cmd).action(async (opts: ExportCliOptions) => {
       const handler = EXPORT_MODES[opts.mode];
       if (!handler) throw new LoraportError("E_USAGE", `--mode ${opts.mode}: expected one of ${Object.keys(EXPORT_MODES).join(", ")}`);
