@@ -3,7 +3,8 @@
  * adapters and must give transformers + PEFT's greedy tokens, computed in the same run by the fixture, for a plain
  * adapter, an rsLoRA adapter and a rank_pattern + alpha_pattern adapter (the two llama.cpp's own converter mis-scales),
  * with logits (centred on the top token, as llama.cpp reports probabilities) within 1e-3. Then GGUF → PEFT: PEFT loads
- * the folder loraport writes and gives the same tokens, and PEFT → GGUF again is byte-identical.
+ * the folder loraport writes and gives the same tokens, and PEFT → GGUF again is byte-identical. qwen2 and mistral (written
+ * as llama.cpp's `llama` architecture) run an rsLoRA + pattern adapter each.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -17,13 +18,14 @@ import { PYTHON, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
 const FIXTURE = resolve(import.meta.dirname, "fixtures/gguf_reference.py");
-const CASES = ["plain", "rslora", "patterns"] as const;
+const CASES = ["plain", "rslora", "patterns", "qwen2", "mistral"] as const;
+const BASES = ["base-llama", "base-qwen2", "base-mistral"] as const;
 /** |Δ(logit_i − logit_top)| between llama.cpp F32 and PyTorch F32, over tokens with p > 1e-4 (measured ≤ 1.2e-4). */
 const LOGIT_TOL = 1e-3;
 
 interface Reference {
   prompt: number[];
-  cases: Record<(typeof CASES)[number], { tokens: number[]; logprobs: number[][]; margin: number; droppedScalingTokens: number[] }>;
+  cases: Record<(typeof CASES)[number], { base: (typeof BASES)[number]; tokens: number[]; logprobs: number[][]; margin: number; droppedScalingTokens: number[] }>;
 }
 
 function python(args: string[]): string {
@@ -38,26 +40,28 @@ const work = tempDir("loraport-gguf-");
 const p = (...parts: string[]) => join(work.dir, ...parts);
 let ref: Reference;
 let llama: Llama;
-let model: LlamaModel;
+const models = new Map<string, LlamaModel>();
 
 beforeAll(async () => {
   ref = lastJson<Reference>(python([work.dir]));
-  await runCli([registerConvert], ["convert", p("base"), "--to", "gguf", "--out", p("base.gguf")]);
-  for (const c of CASES) await runCli([registerConvert], ["convert", p(c), "--to", "gguf", "--base", p("base"), "--out", p(`${c}.gguf`)]);
   llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
-  model = await llama.loadModel({ modelPath: p("base.gguf") });
+  for (const b of BASES) {
+    await runCli([registerConvert], ["convert", p(b), "--to", "gguf", "--out", p(`${b}.gguf`)]);
+    models.set(b, await llama.loadModel({ modelPath: p(`${b}.gguf`) }));
+  }
+  for (const c of CASES) await runCli([registerConvert], ["convert", p(c), "--to", "gguf", "--base", p(ref.cases[c].base), "--out", p(`${c}.gguf`)]);
 }, limit(400_000));
 
 afterAll(async () => {
-  await model?.dispose();
+  for (const m of models.values()) await m.dispose();
   await llama?.dispose();
   work.cleanup();
 });
 
 /** Greedy tokens from llama.cpp with the adapter, and the largest centred-logit difference to PyTorch's per step. */
-async function runAdapter(file: string, expected?: { tokens: number[]; logprobs: number[][] }): Promise<{ tokens: number[]; maxLogitDiff: number }> {
+async function runAdapter(base: string, file: string, expected?: { tokens: number[]; logprobs: number[][] }): Promise<{ tokens: number[]; maxLogitDiff: number }> {
   // F32 KV cache (llama.cpp defaults to F16, which alone moves logits by ~5e-2 here); one thread: the machine is shared.
-  const ctx = await model.createContext({
+  const ctx = await models.get(base)!.createContext({
     contextSize: 64, threads: 1, flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
     lora: { adapters: [{ filePath: file }] },
   });
@@ -86,9 +90,9 @@ async function runAdapter(file: string, expected?: { tokens: number[]; logprobs:
 
 describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {
   for (const c of CASES) {
-    it(`${c}: same greedy tokens as transformers + PEFT, logits within ${LOGIT_TOL}`, async () => {
+    it(`${c} (${c === "qwen2" || c === "mistral" ? `${c}, rsLoRA + patterns` : "llama"}): same greedy tokens as transformers + PEFT, logits within ${LOGIT_TOL}`, async () => {
       const want = ref.cases[c];
-      const got = await runAdapter(p(`${c}.gguf`), want);
+      const got = await runAdapter(want.base, p(`${c}.gguf`), want);
       expect(got.tokens).toEqual(want.tokens);
       expect(got.maxLogitDiff).toBeLessThan(LOGIT_TOL);
       console.log(`${c}: ${got.tokens.length} tokens equal, max centred logit diff ${got.maxLogitDiff.toExponential(2)}, PEFT's smallest top-2 margin ${want.margin.toFixed(4)}`);
@@ -96,8 +100,7 @@ describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {
   }
 
   it("the rsLoRA and pattern cases discriminate: PEFT without the scaling llama.cpp's converter drops gives other tokens", () => {
-    expect(ref.cases.rslora.droppedScalingTokens).not.toEqual(ref.cases.rslora.tokens);
-    expect(ref.cases.patterns.droppedScalingTokens).not.toEqual(ref.cases.patterns.tokens);
+    for (const c of CASES.filter((x) => x !== "plain")) expect(ref.cases[c].droppedScalingTokens, c).not.toEqual(ref.cases[c].tokens);
   });
 
   it("node-llama-cpp's own GGUF parser reads loraport's files: adapter keys, tensor names and shapes", async () => {
@@ -112,12 +115,12 @@ describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {
     expect(info.fullTensorInfo!.map((t) => [t.name, t.dimensions.join("x")])).toEqual(mine);
   });
 
-  it.each(["f16", "bf16"])("--outtype %s: llama.cpp loads it and gives the plain adapter's greedy tokens", async (outtype) => {
+  it.each(["f16", "bf16"])("--outtype %s (and --base given as the base .gguf): llama.cpp loads it and gives the plain adapter's greedy tokens", async (outtype) => {
     const file = p(`plain-${outtype}.gguf`);
-    await runCli([registerConvert], ["convert", p("plain"), "--to", "gguf", "--base", p("base"), "--outtype", outtype, "--out", file]);
+    await runCli([registerConvert], ["convert", p("plain"), "--to", "gguf", "--base", p("base-llama.gguf"), "--outtype", outtype, "--out", file]);
     const { header } = await readGguf(file);
     expect(new Set(header.tensors.map((t) => t.typeInfo.name))).toEqual(new Set([outtype.toUpperCase()]));
-    expect((await runAdapter(file)).tokens).toEqual(ref.cases.plain.tokens);
+    expect((await runAdapter("base-llama", file)).tokens).toEqual(ref.cases.plain.tokens);
   });
 });
 
@@ -125,13 +128,13 @@ describe("GGUF LoRA → PEFT", () => {
   it("PEFT loads the folders loraport writes and gives the original greedy tokens; PEFT → GGUF again is byte-identical (f32)", async () => {
     for (const c of CASES) {
       await runCli([registerConvert], ["convert", p(`${c}.gguf`), "--to", "peft", "--out", p(`${c}-back`)]);
-      await runCli([registerConvert], ["convert", p(`${c}-back`), "--to", "gguf", "--base", p("base"), "--out", p(`${c}-again.gguf`)]);
+      await runCli([registerConvert], ["convert", p(`${c}-back`), "--to", "gguf", "--base", p(ref.cases[c].base), "--out", p(`${c}-again.gguf`)]);
       const a = await readGguf(p(`${c}.gguf`));
       const b = await readGguf(p(`${c}-again.gguf`));
       expect([...b.tensors.keys()]).toEqual([...a.tensors.keys()]);
       for (const [name, t] of a.tensors) expect(Buffer.from(b.tensors.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer)), name).toBe(true);
     }
-    const tokens = lastJson<Record<string, number[]>>(python(["tokens", p("base"), ...CASES.map((c) => p(`${c}-back`))]));
+    const tokens = lastJson<Record<string, number[]>>(python(["tokens", ...CASES.map((c) => `${p(ref.cases[c].base)}=${p(`${c}-back`)}`)]));
     for (const c of CASES) expect(tokens[p(`${c}-back`)], c).toEqual(ref.cases[c].tokens);
     // The read-back config says what llama.cpp applies: one α, the ranks that differ in rank_pattern.
     const cfg = JSON.parse(readFileSync(p("patterns-back", "adapter_config.json"), "utf8")) as { r: number; lora_alpha: number; rank_pattern: Record<string, number>; use_rslora: boolean };
