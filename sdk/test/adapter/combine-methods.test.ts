@@ -1,6 +1,6 @@
 /**
  * Every PEFT combination type against PEFT's add_weighted_adapter in the same run: two tiny models (Linear +
- * Embedding + Conv2d; GPT-2 style Conv1D + Embedding), adapters of ranks 2/4/6 with different alphas, rsLoRA
+ * Embedding + Conv2d; GPT-2 style Conv1D + Embedding; a 400×512 Linear for the iterative SVD path), adapters of ranks 2/4/6 with different alphas, rsLoRA
  * and an alpha_pattern, negative weights, one adapter missing a module. Factor methods (linear, ties, dare_*,
  * magnitude_prune) and cat: factors equal PEFT's to 1e-6. SVD methods: B·A within 1e-4 relative (Frobenius);
  * svd_clamp after aligning singular-vector signs with PEFT's. DARE: masks from loraport's torch-CPU generator
@@ -23,9 +23,11 @@ import { registerCombine } from "../../src/cli/commands/combine.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/combine_methods.py"), "utf8");
 const MODELS = ["linear", "conv1d"] as const;
+/** A third model, 400×512, for the iterative SVD path (a few cases). */
+const ALL_MODELS = [...MODELS, "wide"] as const;
 
 interface PeftCase {
-  model: (typeof MODELS)[number];
+  model: (typeof ALL_MODELS)[number];
   case: string;
   method: CombinationMethod;
   adapters: string[];
@@ -92,7 +94,7 @@ describe("loraport combine = PEFT add_weighted_adapter, all eleven combination t
   beforeAll(async () => {
     fx = runPythonJson<Fixture>(SCRIPT, [tmp.dir]);
     peft = (await readSafetensors(join(tmp.dir, "results.safetensors"))).tensors;
-    for (const model of MODELS) for (const a of ["a", "b", "c", "d", "e"]) adapters.set(`${model}/${a}`, (await readPeftAdapter(join(tmp.dir, model, a))).adapter);
+    for (const model of ALL_MODELS) for (const a of ["a", "b", "c", "d", "e"]) adapters.set(`${model}/${a}`, (await readPeftAdapter(join(tmp.dir, model, a))).adapter);
   }, limit(240_000));
   afterAll(() => tmp.cleanup());
 

@@ -1,9 +1,10 @@
 /**
  * Truncated SVD for combining adapters, in float64: M ≈ (U·S)·Vh with the k largest singular values.
- * Dense matrices go through the Gram matrix of the smaller side and a symmetric eigen-decomposition
- * (Householder tridiagonalisation + implicit QL, as in EISPACK tred2/tql2): O(min(m,n)²·max(m,n)).
- * A product L·R of thin factors goes through QR of each factor first, so only a (Σr)×(Σr) core is
- * decomposed. Signs of singular vectors are arbitrary, as in LAPACK.
+ * Small dense matrices go through the Gram matrix of the smaller side and a symmetric eigen-decomposition
+ * (Householder tridiagonalisation + implicit QL, as in EISPACK tred2/tql2): O(min(m,n)²·max(m,n)). Larger
+ * ones (smaller side above `DENSE_LIMIT`) use block subspace iteration with Rayleigh–Ritz, run until the
+ * Ritz values stop moving (O(m·n·(k+p)) per step). A product L·R of thin factors goes through QR of each
+ * factor first, so only a (Σr)×(Σr) core is decomposed. Signs of singular vectors are arbitrary, as in LAPACK.
  */
 
 export interface TruncatedSvd {
@@ -16,8 +17,89 @@ export interface TruncatedSvd {
   readonly k: number;
 }
 
-/** Top-k SVD of a dense row-major `[rows, cols]` matrix. */
-export function truncatedSvd(M: ArrayLike<number>, rows: number, cols: number, k: number): TruncatedSvd {
+/** Above this smaller dimension, dense matrices take the iterative path. */
+export const DENSE_LIMIT = 384;
+
+/** Top-k SVD of a dense row-major `[rows, cols]` matrix (`denseLimit`: see `DENSE_LIMIT`). */
+export function truncatedSvd(M: ArrayLike<number>, rows: number, cols: number, k: number, denseLimit = DENSE_LIMIT): TruncatedSvd {
+  const block = Math.min(Math.min(rows, cols), 2 * k + 10);
+  if (Math.min(rows, cols) > denseLimit && 2 * block < Math.min(rows, cols)) return subspaceIterationSvd(M, rows, cols, k, block);
+  return gramSvd(M, rows, cols, k);
+}
+
+/**
+ * Block subspace iteration: Q spans M·(MᵀM)ʲ·Ω for a fixed pseudo-random Ω of `block` columns, re-orthonormalised
+ * each half-step; stops when the top-k Ritz values change by ≤ 1e-12·σ₁ (the subspace then agrees with the exact
+ * one to ~1e-6), or after 300 steps (a flat spectrum at k, where truncation itself is ill-posed). The Ritz step
+ * is an exact SVD of the small Qᵀ·M.
+ */
+function subspaceIterationSvd(M: ArrayLike<number>, rows: number, cols: number, k: number, block: number): TruncatedSvd {
+  let seed = 0x2545f491;
+  const omega = Float64Array.from({ length: cols * block }, () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32 - 0.5;
+  });
+  let Q = thinQr(multiply(M, rows, cols, omega, block), rows, block).Q;
+  let previous: Float64Array | undefined;
+  let ritz: TruncatedSvd | undefined;
+  for (let step = 0; step < 300; step++) {
+    const Z = thinQr(multiplyTransposed(M, rows, cols, Q, block), cols, block).Q;
+    Q = thinQr(multiply(M, rows, cols, Z, block), rows, block).Q;
+    if (step % 4 !== 3 && step > 0) continue;
+    ritz = gramSvd(multiplyTransposed(M, rows, cols, Q, block, true), block, cols, k);
+    const S = ritz.S;
+    if (previous && S.every((v, i) => Math.abs(v - previous![i]!) <= 1e-12 * S[0]!)) break;
+    previous = Float64Array.from(S);
+  }
+  const small = ritz!;
+  const US = new Float64Array(rows * k);
+  for (let i = 0; i < rows; i++) {
+    for (let c = 0; c < k; c++) {
+      let s = 0;
+      for (let a = 0; a < block; a++) s += Q[i * block + a]! * small.US[a * k + c]!;
+      US[i * k + c] = s;
+    }
+  }
+  return { US, Vh: small.Vh, S: small.S, k };
+}
+
+/** M·X: M `[rows, cols]`, X `[cols, p]` → `[rows, p]`. */
+function multiply(M: ArrayLike<number>, rows: number, cols: number, X: Float64Array, p: number): Float64Array {
+  const Y = new Float64Array(rows * p);
+  for (let i = 0; i < rows; i++) {
+    const yo = i * p;
+    for (let j = 0; j < cols; j++) {
+      const m = M[i * cols + j]!;
+      if (m === 0) continue;
+      const xo = j * p;
+      for (let c = 0; c < p; c++) Y[yo + c]! += m * X[xo + c]!;
+    }
+  }
+  return Y;
+}
+
+/** Mᵀ·Q: M `[rows, cols]`, Q `[rows, p]` → `[cols, p]`; or, with `asRows`, its transpose Qᵀ·M `[p, cols]`. */
+function multiplyTransposed(M: ArrayLike<number>, rows: number, cols: number, Q: Float64Array, p: number, asRows = false): Float64Array {
+  const Z = new Float64Array(cols * p);
+  for (let i = 0; i < rows; i++) {
+    const qo = i * p;
+    for (let j = 0; j < cols; j++) {
+      const m = M[i * cols + j]!;
+      if (m === 0) continue;
+      const zo = j * p;
+      for (let c = 0; c < p; c++) Z[zo + c]! += m * Q[qo + c]!;
+    }
+  }
+  if (!asRows) return Z;
+  const T = new Float64Array(p * cols);
+  for (let j = 0; j < cols; j++) for (let c = 0; c < p; c++) T[c * cols + j] = Z[j * p + c]!;
+  return T;
+}
+
+/** Exact top-k SVD through the Gram matrix of the smaller side. */
+function gramSvd(M: ArrayLike<number>, rows: number, cols: number, k: number): TruncatedSvd {
   if (rows >= cols) {
     // G = MᵀM = V·S²·Vᵀ; then U·S = M·V needs no division.
     const G = new Float64Array(cols * cols);
@@ -107,7 +189,7 @@ export function truncatedSvdOfProduct(L: ArrayLike<number>, R: ArrayLike<number>
     }
   }
   const kc = Math.min(k, r);
-  const small = truncatedSvd(core, r, r, kc);
+  const small = gramSvd(core, r, r, kc);
   const US = new Float64Array(rows * k);
   const Vh = new Float64Array(k * cols);
   for (let i = 0; i < rows; i++) {
