@@ -8,5 +8,6 @@ if (!existsSync(fileURLToPath(main))) {
   console.error("loraport: the SDK is not built yet; run `npm run setup` in the loraport folder first.");
   process.exit(2);
 }
-const { run } = await import(main.href);
+const { run, exitQuietlyOnBrokenPipe } = await import(main.href);
+exitQuietlyOnBrokenPipe();
 process.exitCode = await run(process.argv.slice(2));

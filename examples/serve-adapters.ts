@@ -4,6 +4,8 @@
  *   npx tsx examples/serve-adapters.ts            # listens on http://127.0.0.1:8787
  *   curl -s http://127.0.0.1:8787/v1/logits -d '{"adapter": "alpha", "ids": [1, 5, 9]}'
  *   # → {"adapter":"alpha","provider":"cpu","ms":0.4,"logits":[...128 values: the last position's logits]}
+ *   curl -s http://127.0.0.1:8787/v1/logits -d '{"adapter": "alpha", "ids": [[1, 5, 9], [2, 6, 10]]}'
+ *   # → "logits": [[...128], [...128]]: one row per sequence of the batch (rows of one length)
  *   curl -s http://127.0.0.1:8787/v1/logits -d '{"adapter": "beta", "ids": [1, 5, 9]}'
  *   curl -s http://127.0.0.1:8787/v1/logits -d '{"ids": [1, 5, 9]}'        # no adapter: the base model
  *   curl -s http://127.0.0.1:8787/v1/adapters
@@ -130,10 +132,17 @@ async function handle(text: TextModel, req: IncomingMessage, res: ServerResponse
       }).result;
       return send(200, { adapter, tokens: out.tokens, text: out.text, finish_reason: out.finishReason, ttft_ms: out.timings.ttftMs, tokens_per_s: out.timings.tokensPerSecond });
     }
-    // One sequence per request: a batch ([[...], [...]]) would need a row choice, so it is refused, not cut to row 0.
-    if (!Array.isArray(body.ids) || !body.ids.every((x) => typeof x === "number")) return send(400, { error: 'body: expected {"ids": [token ids] (one sequence), "adapter"?: name}' });
-    const out = await model.run({ inputIds: body.ids as number[] }, { adapter });
-    send(200, { adapter: out.adapter, provider: out.provider, ms: out.ms, logits: Array.from(lastLogits(out)) });
+    // One sequence gives one row of logits; a batch ([[...], [...]], rows of one length) gives one row per sequence.
+    const ids = body.ids;
+    const isRow = (r: unknown): r is number[] => Array.isArray(r) && r.length > 0 && r.every((x) => typeof x === "number");
+    const batch = Array.isArray(ids) && ids.length > 0 && ids.every(isRow);
+    if (!isRow(ids) && !batch) return send(400, { error: 'body: expected {"ids": [token ids]} (one sequence) or {"ids": [[...], [...]]} (a batch), "adapter"?: name' });
+    if (batch && (ids as number[][]).some((r) => r.length !== (ids as number[][])[0]!.length)) {
+      return send(400, { error: `body.ids: batch rows have ${[...new Set((ids as number[][]).map((r) => r.length))].join(", ")} tokens; send rows of one length (or one request per sequence)` });
+    }
+    const out = await model.run({ inputIds: ids as number[] | number[][] }, { adapter });
+    const logits = batch ? (ids as number[][]).map((_, row) => Array.from(lastLogits(out, row))) : Array.from(lastLogits(out));
+    send(200, { adapter: out.adapter, provider: out.provider, ms: out.ms, logits });
   } catch (err) {
     const status = err instanceof LoraportError || err instanceof SyntaxError ? 400 : 500;
     send(status, { error: err instanceof Error ? err.message : String(err) });

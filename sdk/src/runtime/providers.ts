@@ -1,7 +1,8 @@
 /**
  * Execution-provider choice for onnxruntime-node: `cuda` when its provider library is installed and an NVIDIA
  * GPU is present, else `cpu`. Asking for CUDA explicitly where it cannot run fails with the reason and the fix;
- * `auto` falls back to CPU and says why.
+ * `auto` falls back to CPU quietly on a machine without an NVIDIA GPU (nothing was asked for that it lacks), and
+ * says so once, briefly, where a GPU is present but the CUDA provider is not installed.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -14,7 +15,10 @@ export type ProviderRequest = "auto" | readonly ExecutionProvider[];
 
 export interface ProviderChoice {
   readonly providers: readonly ExecutionProvider[];
-  /** Why CUDA is not used, when it was asked for (explicitly or by `auto`) and is unavailable. */
+  /**
+   * Why CUDA is not used: when it was asked for explicitly and is unavailable; under `auto` only where a GPU is
+   * present but unusable, and only the first time in a process.
+   */
   readonly note?: string;
 }
 
@@ -32,15 +36,24 @@ export function cudaUnavailableReason(): string | undefined {
   if (!existsSync(join(dir, lib))) {
     return `the CUDA provider library ${lib} is not installed in ${dir} (install it: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node; see docs/gpu.md)`;
   }
-  const gpu = process.platform === "win32" || existsSync("/dev/nvidiactl") || existsSync("/proc/driver/nvidia/version");
-  if (!gpu) return "no NVIDIA GPU/driver found (/dev/nvidiactl missing)";
+  if (!gpuPresent()) return "no NVIDIA GPU/driver found (/dev/nvidiactl missing)";
   return undefined;
 }
+
+function gpuPresent(): boolean {
+  return process.platform === "win32" || existsSync("/dev/nvidiactl") || existsSync("/proc/driver/nvidia/version");
+}
+
+/** `auto`'s note is said once per process (a server loading several models need not repeat it). */
+let autoNoteSaid = false;
 
 export function chooseProviders(request: ProviderRequest = "auto"): ProviderChoice {
   if (request === "auto") {
     const why = cudaUnavailableReason();
-    return why ? { providers: ["cpu"], note: `using cpu: CUDA unavailable: ${why}` } : { providers: ["cuda", "cpu"] };
+    if (!why) return { providers: ["cuda", "cpu"] };
+    if (!gpuPresent() || autoNoteSaid) return { providers: ["cpu"] };
+    autoNoteSaid = true;
+    return { providers: ["cpu"], note: "using cpu: this machine has an NVIDIA GPU but onnxruntime-node's CUDA provider is not installed (see docs/gpu.md)" };
   }
   if (request.length === 0) throw new RuntimeError("executionProviders: expected 'auto' or a non-empty list of 'cuda' | 'cpu'");
   for (const p of request) {

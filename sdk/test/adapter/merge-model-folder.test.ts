@@ -32,7 +32,7 @@ describe("merge into a model folder gives a complete model folder", () => {
     expect(sharded.code, sharded.stderr).toBe(0);
     const doc = JSON.parse(sharded.stdout) as { files: Array<{ path: string }>; copied: string[] };
     expect(doc.copied.sort()).toEqual(["README.md", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]);
-    for (const [base, out] of [["base", "merged"], ["base_sharded", "merged_sharded"]]) {
+    for (const [base, out] of [["base", "merged"], ["base_sharded", "merged_sharded"]] as const) {
       expect(readdirSync(at(out)).sort()).toEqual(readdirSync(at(base)).sort());
       expect(readFileSync(at(`${out}/tokenizer.json`), "utf8")).toBe(readFileSync(at(`${base}/tokenizer.json`), "utf8"));
     }

@@ -15,6 +15,7 @@ let serverLog = "";
 let logitsRef: Record<string, number[]>;
 let generateRef: Record<string, number[]>;
 const IDS = [1, 5, 9, 17, 33];
+const IDS2 = [40, 2, 77, 3, 12];
 
 beforeAll(async () => {
   server = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "examples/serve-adapters.ts"), "--port", "0", "--cache", tmp.dir], {
@@ -38,11 +39,14 @@ from peft import PeftModel
 from loraport_sidecar.reference import tiny_models as t
 d = sys.argv[1]
 ids = torch.tensor([${IDS.join(",")}]).unsqueeze(0)
+ids2 = torch.tensor([${IDS2.join(",")}]).unsqueeze(0)
 out = {}
 with torch.no_grad():
     out["base"] = t.gpt2()(input_ids=ids).logits[0, -1].tolist()
     for name in ("alpha", "beta"):
-        out[name] = PeftModel.from_pretrained(t.gpt2(), d + "/adapter-" + name).eval()(input_ids=ids).logits[0, -1].tolist()
+        m = PeftModel.from_pretrained(t.gpt2(), d + "/adapter-" + name).eval()
+        out[name] = m(input_ids=ids).logits[0, -1].tolist()
+        out[name + "_row2"] = m(input_ids=ids2).logits[0, -1].tolist()
 print(json.dumps(out))
 `, [tmp.dir]);
   generateRef = runPythonJson<Record<string, number[]>>(`
@@ -99,6 +103,17 @@ describe("examples/serve-adapters.ts", () => {
     expect(diff).toBeGreaterThan(1e-3); // the two adapters really differ
   });
 
+  it("a batch request gets every row's logits (each equal to PyTorch + PEFT on that sequence alone)", async () => {
+    const maxErr = (got: number[], want: number[]): number => Math.max(...got.map((x, j) => Math.abs(x - want[j]!)));
+    const { status, json } = await post({ adapter: "beta", ids: [IDS, IDS2] });
+    expect(status, JSON.stringify(json).slice(0, 300)).toBe(200);
+    const rows = json["logits"] as number[][];
+    expect(rows).toHaveLength(2);
+    expect(maxErr(rows[0]!, logitsRef["beta"]!)).toBeLessThanOrEqual(1e-4);
+    expect(maxErr(rows[1]!, logitsRef["beta_row2"]!)).toBeLessThanOrEqual(1e-4);
+    expect(maxErr(logitsRef["beta"]!, logitsRef["beta_row2"]!)).toBeGreaterThan(1e-3); // the rows really differ
+  });
+
   it("generates text per adapter: greedy tokens equal transformers + PEFT generate", async () => {
     const ref = generateRef;
     const names = ["alpha", "beta", null] as const;
@@ -111,9 +126,9 @@ describe("examples/serve-adapters.ts", () => {
   });
 
   it("answers bad requests with 400 and a message", async () => {
-    const batch = await post({ ids: [[1, 2], [3, 4]] });
-    expect(batch.status).toBe(400);
-    expect(String(batch.json["error"])).toMatch(/one sequence/);
+    const ragged = await post({ ids: [[1, 2], [3, 4, 5]] });
+    expect(ragged.status).toBe(400);
+    expect(String(ragged.json["error"])).toMatch(/batch rows have 2, 3 tokens; send rows of one length/);
     const unknown = await post({ adapter: "gamma", ids: IDS });
     expect(unknown.status).toBe(400);
     expect(String(unknown.json["error"])).toMatch(/gamma.*not registered/);

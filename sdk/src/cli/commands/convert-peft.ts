@@ -32,8 +32,8 @@ function num(flag: string, v: string | undefined): number | undefined {
 export function withPeftOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option("--preset <name>", "loralib preset (gpt2-medium-nlg, gpt2-large-nlg, roberta-base-glue, roberta-large-glue, deberta-v2-xxlarge-glue); detected from keys when unambiguous"))
-    .addOption(new Option("--r <n>", "loralib rank per block (overrides the preset)"))
-    .addOption(new Option("--alpha <a>", "loralib lora_alpha (overrides the preset)"))
+    .addOption(new Option("--r <n>", "--to peft: LoRA rank r of the loralib checkpoint, per block (overrides the preset)"))
+    .addOption(new Option("--alpha <n>", "--to peft: lora_alpha of the loralib checkpoint, which does not store it (overrides the preset)"))
     .addOption(new Option("--enable-lora <blocks>", "MergedLinear blocks of a fused projection: q,v or 1,0,1"))
     .addOption(new Option("--fan-in-fan-out", "base weights stored [in, out] (transformers Conv1D)"))
     .addOption(new Option("--base-model <id>", "base_model_name_or_path recorded in adapter_config.json"));

@@ -53,7 +53,9 @@ export const ortStep: DemoStep = {
         adapterDir = join(ctx.workDir, "ort-demo-adapter");
         await writePeftAdapter(adapterDir, seededTinyGpt2Adapter(12345, 4, 0.2));
         await model.registerAdapter("demo", (await readPeftAdapter(adapterDir)).adapter);
-        ctx.log(`adapter: a seeded r=4 c_attn adapter for the tiny GPT-2 (the adapters step's one does not fit it: ${err.message.slice(0, 80)}…)`);
+        // The reason in full, on its own line: cut to a width it read as a sentence that stopped halfway.
+        ctx.log("adapter: a seeded r=4 c_attn adapter for the tiny GPT-2; the adapters step's adapter does not fit it:");
+        ctx.log(`  ${err.message}`);
       }
       const ortBase = (await model.run({ inputIds: IDS })).logits.data as Float32Array;
       const ortLora = await model.run({ inputIds: IDS }, { adapter: "demo" });
