@@ -9,6 +9,7 @@ export { summariseWeights, type WeightsSummary } from "./formats/summary.js";
 export { convertTorchToSafetensors, type TorchToSafetensorsResult } from "./formats/convert.js";
 export { mmapAvailable } from "./formats/mmap.js";
 export * from "./formats/onnx-adapter/index.js";
+export * from "./formats/gguf/index.js";
 export type { ProgressEvent, ProgressCallback } from "./progress.js";
 export * from "./hub/index.js";
 export * from "./adapter/index.js";
