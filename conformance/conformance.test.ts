@@ -68,12 +68,32 @@ describe("conformance suite", () => {
     }
   });
 
+  it("counts loraport's pairs apart from the reference libraries' self-checks, with the tolerance used (≤ 1 passes)", () => {
+    const byRole = report.totals_by_role!;
+    expect(byRole.loraport.pairs + byRole.reference.pairs).toBe(report.totals.pairs);
+    for (const p of report.cases) {
+      const ours = p.backend_pair.some((n) => n.startsWith("ts.") || n.startsWith("ort.") || n.includes("ts-converted"));
+      expect(p.role, p.id).toBe(ours ? "loraport" : "reference");
+      if (p.status === "passed") expect(p.margin!, p.id).toBeLessThanOrEqual(1);
+      if (p.status === "failed" && p.margin !== null) expect(p.margin!, p.id).toBeGreaterThan(1);
+    }
+    for (const self of ["peft.merged", "loralib.merged"]) expect(report.cases.filter((p) => p.backend_pair[0] === self).every((p) => p.role === "reference")).toBe(true);
+    const md = readFileSync(join(REPORT_DIR, "report.md"), "utf8");
+    const top = md.slice(0, md.indexOf("## loraport vs the references"));
+    expect(top).toMatch(new RegExp(`loraport vs the references: ${byRole.loraport.passed} of ${byRole.loraport.passed + byRole.loraport.failed} pairs passed`));
+    // The published cases' forward checks run on cut bases: said before any table, when they ran.
+    for (const id of ["published/gpt2-medium-e2e", "published/roberta-base-mnli"]) {
+      if (report.cases.some((p) => p.case_id === id && p.kind === "logits" && p.status !== "not_run")) expect(top, id).toMatch(new RegExp(`${id}: logits \\(forward\\) pairs ran on a base with layers cut to 2 of`));
+    }
+  });
+
   // Under CI a missing Chromium fails here (launch names the executable); elsewhere the check is skipped.
   it.skipIf(!hasChromium && !process.env["CI"])("the HTML report shows its table and per-module charts in headless Chromium", async () => {
     const look = await lookAtReport(join(REPORT_DIR, "report.html"), join(REPORT_DIR, "report.png"));
     expect(look.externalRequests).toEqual([]);
     expect(look.table.visible).toBe(true);
-    expect(look.table.rows).toBe(report.cases.length);
+    expect(look.table.rows).toBe(report.cases.filter((p) => p.role === "loraport").length);
+    expect(look.table.referenceRows).toBe(report.cases.filter((p) => p.role === "reference").length);
     expect(look.table.width).toBeGreaterThan(600);
     const withModules = report.cases.filter((p) => p.per_module.length > 0);
     expect(look.charts.length).toBe(withModules.length);

@@ -15,7 +15,7 @@ import { readCaseFolder, type BackendPair, type CaseFile } from "./case.js";
 import { compareTensors } from "./compare.js";
 import { conformanceReferenceDir, repoRoot } from "./paths.js";
 import { ReferenceSession, type JobOutcome, type ReferenceJob, type ReferenceManifest } from "./reference-side.js";
-import { totalsOf, type ConformanceReport, type ModuleError, type PairResult } from "./report.js";
+import { pairRole, totalsByRole, totalsOf, type ConformanceReport, type ModuleError, type PairResult } from "./report.js";
 
 export const DEFAULT_CASES_DIR = join(repoRoot(), "conformance/cases");
 
@@ -87,7 +87,7 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
     // 3. loraport's backends and the comparisons of a case run as soon as its reference numbers are there
     //    (overlapping the reference side's next case); its work files are dropped after it.
     if (jobs.length) {
-      progress({ phase: "conformance", done: 0, total: jobs.length, unit: "cases" });
+      progress({ phase: "conformance", done: 0, total: jobs.length, unit: "cases", message: "starting the reference side (PyTorch, PEFT, loralib)" });
       let done = 0;
       const session = new ReferenceSession({ referenceDir: refDir, ...(options.base ? { base: options.base } : {}) });
       try {
@@ -111,12 +111,27 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
     if (!options.workDir) rmSync(work, { recursive: true, force: true });
   }
   results.sort((x, y) => cases.findIndex((c) => c.id === x.case_id) - cases.findIndex((c) => c.id === y.case_id));
-  return buildReport("conformance", results, caseNotes, { reference_dir: refDir, base: options.base ?? null, ci });
+  return buildReport("conformance", results, caseNotes, { reference_dir: refDir, base: options.base ?? null, ci }, cutScope(cases, caseNotes));
 }
 
-export function buildReport(kind: ConformanceReport["kind"], results: PairResult[], caseNotes: Record<string, string[]>, settings: ConformanceReport["settings"]): ConformanceReport {
+/** A case whose forward checks ran on a cut base (its reference side says so in the notes): one line for the top of the report. */
+function cutScope(cases: readonly CaseFile[], caseNotes: Record<string, string[]>): string[] {
+  return cases.flatMap((c) => {
+    const cut = c.forward?.cut_note;
+    return cut && caseNotes[c.id]?.includes(`forward: ${cut}`) ? [`${c.id}: logits (forward) pairs ran on a base with ${cut}`] : [];
+  });
+}
+
+export function buildReport(kind: ConformanceReport["kind"], results: PairResult[], caseNotes: Record<string, string[]>, settings: ConformanceReport["settings"], scope: readonly string[] = []): ConformanceReport {
   const totals = totalsOf(results);
-  return { schema: "loraport-conformance-report/1", kind, created: new Date().toISOString(), settings, case_notes: caseNotes, cases: results, totals, passed: totals.failed === 0 };
+  const library = (side: string): string => ({ peft: "PEFT", loralib: "loralib" })[side.replace(/[.[].*$/, "")] ?? side;
+  const compared = [...new Set(results.filter((p) => p.role === "loraport").map((p) => library(p.backend_pair[1])))].sort();
+  const against = compared.length ? `loraport's backends against ${compared.join(" and ")} (Python, computed in this run)` : "no pair of loraport's ran";
+  return {
+    schema: "loraport-conformance-report/1", kind, created: new Date().toISOString(), settings, case_notes: caseNotes, cases: results, totals,
+    totals_by_role: totalsByRole(results), scope: [`compared: ${against}; base weights: ${settings.base ?? "seeded, of the real architectures and shapes"}`, ...scope],
+    passed: totals.failed === 0,
+  };
 }
 
 /**
@@ -147,7 +162,7 @@ function onnxModes(c: CaseFile): { onnx?: string[] } {
 function pairBase(c: CaseFile, p: BackendPair): PairResult {
   return {
     id: `${c.id} :: ${p.a} vs ${p.b}`, case_id: c.id, title: c.title, backend_pair: [p.a, p.b], kind: p.kind, status: "not_run", passed: false,
-    max_abs: null, max_rel: null, tolerance: { ...c.tolerances[p.kind], dtype: c.dtype }, where: null, per_module: [], notes: [],
+    role: pairRole([p.a, p.b]), max_abs: null, max_rel: null, margin: null, tolerance: { ...c.tolerances[p.kind], dtype: c.dtype }, where: null, per_module: [], notes: [],
   };
 }
 
@@ -240,6 +255,7 @@ function comparePair(c: CaseFile, p: BackendPair, a: BackendOutput, b: BackendOu
   let where: PairResult["where"] = null;
   let maxAbs = 0;
   let maxRel = 0;
+  let margin = 0;
   let passed = true;
   if (b.tensors.size === 0) return failed(c, p, [`${p.b} produced no tensors`]);
   // Natural order (h.2 before h.10), as a person reads module lists.
@@ -250,22 +266,23 @@ function comparePair(c: CaseFile, p: BackendPair, a: BackendOutput, b: BackendOu
     if (!cand) {
       passed = false;
       notes.push(`${module}: missing from ${p.a}`);
-      perModule.push({ module, max_abs: null, max_rel: null, passed: false });
+      perModule.push({ module, max_abs: null, max_rel: null, margin: null, passed: false });
       continue;
     }
     const r = compareTensors(cand, ref, tol);
     if (r.shape_mismatch) notes.push(`${module}: ${r.shape_mismatch}`);
     passed &&= r.passed;
-    perModule.push({ module, max_abs: finite(r.max_abs), max_rel: finite(r.max_rel), passed: r.passed });
+    perModule.push({ module, max_abs: finite(r.max_abs), max_rel: finite(r.max_rel), margin: finite(r.margin), passed: r.passed });
     if (r.max_abs > maxAbs || where === null) {
       if (r.max_abs >= maxAbs) where = { module, index: r.worst_index, a: finite(r.worst_a), b: finite(r.worst_b) };
       maxAbs = Math.max(maxAbs, r.max_abs);
     }
     maxRel = Math.max(maxRel, r.max_rel);
+    margin = Math.max(margin, r.margin);
   }
   for (const extra of a.tensors.keys()) if (!b.tensors.has(extra)) notes.push(`${extra}: produced by ${p.a} but not by ${p.b}`);
   if (!Number.isFinite(maxAbs)) notes.push("non-finite error (NaN or Inf in one side, or a shape mismatch)");
-  return { ...pairBase(c, p), status: passed ? "passed" : "failed", passed, max_abs: finite(maxAbs), max_rel: finite(maxRel), per_module: perModule, notes, where };
+  return { ...pairBase(c, p), status: passed ? "passed" : "failed", passed, max_abs: finite(maxAbs), max_rel: finite(maxRel), margin: finite(margin), per_module: perModule, notes, where };
 }
 
 function finite(x: number): number | null {

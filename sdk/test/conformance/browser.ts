@@ -12,7 +12,8 @@ export const hasChromium = existsSync(CHROMIUM);
 const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 export interface PageLook {
-  readonly table: { width: number; height: number; rows: number; visible: boolean };
+  /** loraport's table (#results); `referenceRows`: the reference self-consistency table's rows. */
+  readonly table: { width: number; height: number; rows: number; visible: boolean; referenceRows: number };
   readonly charts: Array<{ width: number; height: number; inkPixels: number; bars: number }>;
   readonly summaryText: string;
   readonly externalRequests: string[];
@@ -56,7 +57,8 @@ export async function lookAtReport(htmlFile: string, screenshot: string): Promis
         charts.push({ width: b.width, height: b.height, inkPixels: ink, bars: svg.querySelectorAll("rect.bar").length });
       }
       return {
-        table: { width: tb?.width ?? 0, height: tb?.height ?? 0, rows: tableEl?.tBodies[0]?.rows.length ?? 0, visible: !!hit && !!tableEl?.contains(hit) },
+        table: { width: tb?.width ?? 0, height: tb?.height ?? 0, rows: tableEl?.tBodies[0]?.rows.length ?? 0, visible: !!hit && !!tableEl?.contains(hit),
+          referenceRows: (document.querySelector("#reference-results") as HTMLTableElement | null)?.tBodies[0]?.rows.length ?? 0 },
         charts,
         summaryText: document.querySelector("#summary")?.textContent ?? "",
       };

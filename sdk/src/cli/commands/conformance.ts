@@ -1,18 +1,23 @@
 import type { Command } from "commander";
 import { LoraportError } from "../../errors.js";
 import { runConformance } from "../../conformance/runner.js";
-import { renderMarkdown } from "../../conformance/render.js";
+import { renderMarkdown, renderSummary } from "../../conformance/render.js";
 import type { ConformanceReport } from "../../conformance/report.js";
 import { writeReport } from "../../conformance/write-report.js";
-import { progressBar } from "../progress-bar.js";
+import { progressReporter } from "../progress-bar.js";
 
-/** Print the report (JSON or a Markdown table), write the report files, and set the exit code. */
+/**
+ * Print the report and set the exit code: `--json` the whole report as JSON; `--report F` writes the files and
+ * prints only a short summary and their paths; otherwise the Markdown tables.
+ */
 export async function emitReport(report: ConformanceReport, opts: { json?: boolean; report?: string }): Promise<void> {
   if (opts.report) {
     const paths = await writeReport(report, opts.report);
-    process.stderr.write(`report: ${paths.html} (also ${paths.markdown}, ${paths.json})\n`);
+    if (!opts.json) process.stdout.write(renderSummary(report, [paths.html, paths.markdown, paths.json]));
+    else process.stderr.write(`report: ${paths.html} (also ${paths.markdown}, ${paths.json})\n`);
   }
-  process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderMarkdown(report));
+  if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else if (!opts.report) process.stdout.write(renderMarkdown(report));
   if (!report.passed) process.exitCode = 1;
 }
 
@@ -35,8 +40,9 @@ export function registerConformance(program: Command): void {
     .option("--only <ids>", "comma-separated substrings of case ids to run")
     .option("--cases <dir>", "folder of case files (default conformance/cases)")
     .option("--keep <dir>", "keep the work files (reference tensors, adapters, exports) in this folder")
-    .action(async (opts: { json?: boolean; report?: string; referenceDir?: string; base?: string; alpha?: number; only?: string; cases?: string; keep?: string }) => {
-      const bar = progressBar();
+    .option("--progress", "progress as phase lines on stderr, also when stderr is not a terminal or with --json")
+    .action(async (opts: { json?: boolean; progress?: boolean; report?: string; referenceDir?: string; base?: string; alpha?: number; only?: string; cases?: string; keep?: string }) => {
+      const bar = progressReporter(opts);
       try {
         const report = await runConformance({
           onProgress: bar.onProgress,
