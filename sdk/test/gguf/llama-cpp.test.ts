@@ -124,6 +124,14 @@ describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {
   });
 });
 
+describe("loralib → GGUF", () => {
+  it("a loralib checkpoint (the plain adapter's factors, --r 8 --alpha 16) gives the plain adapter's tokens in llama.cpp", async () => {
+    const out = await runCli([registerConvert], ["convert", p("plain-loralib.pt"), "--to", "gguf", "--r", "8", "--alpha", "16", "--base", p("base-llama"), "--out", p("loralib.gguf")]);
+    expect(out).toMatch(/wrote .*loralib\.gguf: llama GGUF LoRA adapter, 14 modules/);
+    expect((await runAdapter("base-llama", p("loralib.gguf"))).tokens).toEqual(ref.cases.plain.tokens);
+  });
+});
+
 describe("GGUF LoRA → PEFT", () => {
   it("PEFT loads the folders loraport writes and gives the original greedy tokens; PEFT → GGUF again is byte-identical (f32)", async () => {
     for (const c of CASES) {
