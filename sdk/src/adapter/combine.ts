@@ -9,6 +9,8 @@ import { ArgumentError } from "../errors.js";
 import type { LoraAdapter } from "./adapter.js";
 import { catAdapters } from "./combine/cat.js";
 import { combineFactors, orderedModuleNames, type FactorMethod } from "./combine/factor-methods.js";
+import { allocationRank } from "./combine/module-parts.js";
+import { peftInitDraws } from "./combine/peft-init-draws.js";
 import type { MajoritySignMethod } from "./combine/merge-rules.js";
 import { combineBySvd, type SvdMethod } from "./combine/svd-methods.js";
 import { TorchCpuGenerator } from "./combine/torch-generator.js";
@@ -50,11 +52,17 @@ export interface CombineOptions {
   /** svd methods: clamp quantile in [0, 1]. */
   readonly svdClamp?: number;
   /**
-   * DARE: the masks come from torch's CPU generator after `torch.manual_seed(seed)`, drawn as PEFT draws
-   * them. They equal PEFT's when torch's default generator is in that state when PEFT starts drawing and
-   * the modules come in the model's order (`moduleOrder`). Required by the dare methods.
+   * DARE: the masks come from torch's CPU generator seeded with `torch.manual_seed(seed)`, drawn as PEFT
+   * draws them (module by module in `moduleOrder`). Required by the dare methods.
    */
   readonly seed?: number;
+  /**
+   * DARE: where `torch.manual_seed(seed)` stands. `add_weighted_adapter` (default): right before PEFT's call,
+   * so the draws PEFT's initialisation of the new adapter's layers takes come first (modelled for Linear,
+   * Conv1D, Conv2d and Embedding layers with init_lora_weights true/false). `masks`: the generator is in that
+   * state when the first mask is drawn.
+   */
+  readonly seedAt?: "add_weighted_adapter" | "masks";
   /** DARE: module names in the base model's `named_modules()` order, which is PEFT's draw order; default the adapters' order. */
   readonly moduleOrder?: readonly string[];
 }
@@ -86,6 +94,12 @@ export function combineAdapters(adapters: readonly LoraAdapter[], options: Combi
   const effective: CombinationMethod = adapters.length === 1 ? "linear" : method;
   if (effective === "cat") return catAdapters(adapters, weights);
   const names = orderedModuleNames(adapters, options.moduleOrder);
+  const seedAt = options.seedAt ?? "add_weighted_adapter";
+  if (seedAt !== "add_weighted_adapter" && seedAt !== "masks") throw new ArgumentError("seedAt", `add_weighted_adapter or masks, got ${String(seedAt)}`);
+  if (generator && seedAt === "add_weighted_adapter" && adapters.length > 0) {
+    const newRank = effective.endsWith("svd") ? (options.svdRank ?? Math.max(...adapters.map(allocationRank))) : allocationRank(adapters[0]!);
+    generator.skip(peftInitDraws(adapters, names, newRank));
+  }
   const rule = { density, majoritySignMethod: sign, generator };
   if (effective.endsWith("svd")) return combineBySvd(effective as SvdMethod, adapters, weights, names, { ...rule, svdRank: options.svdRank, svdClamp: options.svdClamp });
   return combineFactors(effective as FactorMethod, adapters, weights, names, rule);

@@ -4,7 +4,8 @@
  * and an alpha_pattern, negative weights, one adapter missing a module. Factor methods (linear, ties, dare_*,
  * magnitude_prune) and cat: factors equal PEFT's to 1e-6. SVD methods: B·A within 1e-4 relative (Frobenius);
  * svd_clamp after aligning singular-vector signs with PEFT's. DARE: masks from loraport's torch-CPU generator
- * equal PEFT's for the same seed (fixture: combine_methods.py), and the sampler is checked statistically.
+ * equal PEFT's for the same seed — set right before add_weighted_adapter, or at the first mask (fixture:
+ * combine_methods.py) — and the sampler is checked statistically.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -34,6 +35,7 @@ interface PeftCase {
   weights: number[];
   kwargs: { density?: number; majority_sign_method?: "total" | "frequency"; svd_rank?: number; svd_clamp?: number };
   seed: number | null;
+  seed_at: "add_weighted_adapter" | "masks";
   peft_r: number;
 }
 interface Fixture {
@@ -51,7 +53,7 @@ function options(c: PeftCase, order: readonly string[], withClamp = true): Combi
     ...(k.majority_sign_method ? { majoritySignMethod: k.majority_sign_method } : {}),
     ...(k.svd_rank !== undefined ? { svdRank: k.svd_rank } : {}),
     ...(k.svd_clamp !== undefined && withClamp ? { svdClamp: k.svd_clamp } : {}),
-    ...(c.seed !== null ? { seed: c.seed } : {}),
+    ...(c.seed !== null ? { seed: c.seed, seedAt: c.seed_at } : {}),
     moduleOrder: order,
   };
 }
@@ -125,6 +127,11 @@ describe("loraport combine = PEFT add_weighted_adapter, all eleven combination t
       expect(worst, `${c.model}/${c.case}`).toBeLessThanOrEqual(1e-6);
     }
     console.log(`factor methods, max |Δ| / max(1, |PEFT|): ${report.join(", ")}`);
+    // Control: the same case with the seed taken as the state at the first mask draws other masks.
+    const plain = fx.cases.find((x) => x.model === "linear" && x.case === "dare_ties_plainseed")!;
+    const other = combineAdapters(plain.adapters.map((a) => adapters.get(`linear/${a}`)!), { ...options(plain, fx.order["linear"]!), seedAt: "masks" });
+    const name = peftModules(plain)[0]!;
+    expect(maxAbsDiff(toFloat32(other.modules.get(name)!.A), toFloat32(peft.get(`linear|dare_ties_plainseed|${name}|A`)!))).toBeGreaterThan(1e-3);
   });
 
   it("svd methods: ΔW = B·A within 1e-4 relative of PEFT's, same rank", () => {

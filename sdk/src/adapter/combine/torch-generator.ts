@@ -44,6 +44,11 @@ export class TorchCpuGenerator {
     this.index = 0;
   }
 
+  /** Advance by n 32-bit draws (what `uniform_` on n float32 values consumes). */
+  skip(n: number): void {
+    for (let i = 0; i < n; i++) this.nextUint32();
+  }
+
   /** `torch.bernoulli(torch.full((n,), p))` with a float32 p: 1 = kept. */
   bernoulliMask(n: number, p: number): Uint8Array {
     // uniform_real_distribution<float>: 24 random bits scaled by 2⁻²⁴, compared with p in float32.

@@ -67,7 +67,7 @@ export function registerCombine(program: Command): void {
     .option("--majority-sign-method <m>", "TIES sign election: total (default) or frequency")
     .option("--svd-rank <r>", "svd methods: rank of the result (default the largest adapter rank)")
     .option("--svd-clamp <q>", "svd methods: clamp factors at this quantile of their entries, 0..1")
-    .option("--seed <n>", "dare methods: torch.manual_seed value for the masks (default random, printed)")
+    .option("--seed <n>", "dare methods: the torch.manual_seed value set before PEFT's add_weighted_adapter (default random, printed)")
     .option("--json", "print one JSON object (files written with their sizes, modules, ranks) instead of text")
     .action(async (dirs: string[], opts: { out: string; weights?: string; json?: boolean } & MethodFlags) => {
       if (dirs.length < 2) throw new AdapterError(`combine: expected two or more adapter folders, got ${dirs.length}`);
