@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSafetensors } from "../../src/formats/safetensors/index.js";
 import { runPython, tempDir } from "../helpers/python.js";
+import { requireReference } from "../helpers/reference.js";
 import { cli, writeTinyAdapter, writeTinyBase } from "./cli-fixtures.js";
 
 interface Written {
@@ -58,5 +59,14 @@ describe("--json on merge, combine, convert", () => {
     const doc = await jsonOf(["convert", ckpt, "--out", out, "--json"]);
     const written = (await readSafetensors(out)).tensors;
     expect(doc).toMatchObject({ command: "convert", to: "safetensors", input: ckpt, out, tensors: written.size, aliases: { head: "emb" } });
+  });
+
+  const published = requireReference("gpt2_md_lora_e2e.pt");
+  it.skipIf(!published)("convert --to peft --json (the published GPT-2 E2E checkpoint)", async () => {
+    const out = join(tmp.dir, "e2e-peft");
+    const doc = await jsonOf(["convert", published!, "--to", "peft", "--out", out, "--json"]);
+    expect(doc).toMatchObject({ command: "convert", to: "peft", input: published, out, modules: 24 });
+    expect(doc.files.map((f) => f.path).sort()).toEqual([join(out, "adapter_config.json"), join(out, "adapter_model.safetensors")]);
+    expect((doc["report"] as string[]).join("\n")).toContain("preset: gpt2-medium-nlg");
   });
 });
