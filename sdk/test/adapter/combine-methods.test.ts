@@ -219,6 +219,8 @@ describe("loraport combine = PEFT add_weighted_adapter, all eleven combination t
     expect(() => combineAdapters([a, d], { method: "linear", svdRank: 2 })).toThrow(/svdRank: applies to the svd methods only/);
     expect(() => combineAdapters([a, d], { method: "nope" as CombinationMethod })).toThrow(/method: one of linear, cat/);
     expect(() => combineAdapters([a, d], { method: "cat", weights: [1] })).toThrow(/2 adapters but 1 weights/);
+    expect(() => combineAdapters([a, a], { method: "dare_linear", density: 0.5, seed: 1, moduleOrder: ["fc1"] })).toThrow(/moduleOrder: lacks 3 adapted module/);
+    expect(() => combineAdapters([a, a], { method: "dare_linear", density: 0.5, seed: -1 })).toThrow(/seed: a non-negative integer/);
   });
 
   it("CLI: --method ties / svd --svd-rank write PEFT's result; dare with --seed repeats exactly; bad flags are one-line errors", async () => {

@@ -4,7 +4,7 @@
  * products would come out as Σ wᵢΔWᵢ only for one adapter — PEFT's approximation, reproduced as is).
  * Ranks must be equal; the result has that rank with scaling 1.
  */
-import { AdapterError } from "../../errors.js";
+import { AdapterError, ArgumentError } from "../../errors.js";
 import { toFloat32 } from "../../tensor/index.js";
 import type { LoraAdapter, LoraModule } from "../adapter.js";
 import { checkWeights, combinedConfig, combinedExtraTensors, f32Tensor, moduleNames } from "./combined-config.js";
@@ -61,6 +61,6 @@ export function orderedModuleNames(adapters: readonly LoraAdapter[], order: read
   const ordered = order.filter((n) => known.has(n));
   const listed = new Set(ordered);
   const missing = names.filter((n) => !listed.has(n));
-  if (missing.length > 0) throw new AdapterError(`moduleOrder: lacks ${missing.length} adapted module(s), e.g. ${missing[0]}`);
+  if (missing.length > 0) throw new ArgumentError("moduleOrder", `lacks ${missing.length} adapted module(s), e.g. ${missing[0]}`);
   return ordered;
 }
