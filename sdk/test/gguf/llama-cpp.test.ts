@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel, type Token } from "node-llama-cpp";
 import { registerConvert } from "../../src/cli/commands/convert.js";
 import { readGguf } from "../../src/formats/gguf/index.js";
+import { mergeModel } from "../../src/adapter/merge-model.js";
+import { readPeftAdapter } from "../../src/adapter/peft-io.js";
 import { runCli } from "../helpers/cli.js";
 import { PYTHON, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
@@ -25,7 +27,7 @@ const LOGIT_TOL = 1e-3;
 
 interface Reference {
   prompt: number[];
-  cases: Record<(typeof CASES)[number], { base: (typeof BASES)[number]; tokens: number[]; logprobs: number[][]; margin: number; droppedScalingTokens: number[] }>;
+  cases: Record<(typeof CASES)[number] | "dora", { base: (typeof BASES)[number]; tokens: number[]; logprobs: number[][]; margin: number; droppedScalingTokens: number[] }>;
 }
 
 function python(args: string[]): string {
@@ -59,11 +61,11 @@ afterAll(async () => {
 });
 
 /** Greedy tokens from llama.cpp with the adapter, and the largest centred-logit difference to PyTorch's per step. */
-async function runAdapter(base: string, file: string, expected?: { tokens: number[]; logprobs: number[][] }): Promise<{ tokens: number[]; maxLogitDiff: number }> {
+async function runAdapter(base: string | LlamaModel, file: string | undefined, expected?: { tokens: number[]; logprobs: number[][] }): Promise<{ tokens: number[]; maxLogitDiff: number }> {
   // F32 KV cache (llama.cpp defaults to F16, which alone moves logits by ~5e-2 here); one thread: the machine is shared.
-  const ctx = await models.get(base)!.createContext({
+  const ctx = await (typeof base === "string" ? models.get(base)! : base).createContext({
     contextSize: 64, threads: 1, flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
-    lora: { adapters: [{ filePath: file }] },
+    ...(file !== undefined ? { lora: { adapters: [{ filePath: file }] } } : {}),
   });
   try {
     const tokens: number[] = [];
@@ -121,6 +123,23 @@ describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {
     const { header } = await readGguf(file);
     expect(new Set(header.tensors.map((t) => t.typeInfo.name))).toEqual(new Set([outtype.toUpperCase()]));
     expect((await runAdapter("base-llama", file)).tokens).toEqual(ref.cases.plain.tokens);
+  });
+});
+
+describe("what GGUF LoRA cannot hold: merge instead", () => {
+  it("DoRA is refused with 'merge instead'; merged by loraport and written as a base GGUF, llama.cpp gives PEFT's DoRA tokens", async () => {
+    await expect(runCli([registerConvert], ["convert", p("dora"), "--to", "gguf", "--base", p("base-llama"), "--out", p("dora.gguf")]))
+      .rejects.toThrow(/use_dora: DoRA magnitudes: llama\.cpp's GGUF LoRA cannot represent it; merge instead/);
+    await mergeModel(p("base-llama"), (await readPeftAdapter(p("dora"))).adapter, p("dora-merged"));
+    await runCli([registerConvert], ["convert", p("dora-merged"), "--to", "gguf", "--out", p("dora-merged.gguf")]);
+    const merged = await llama.loadModel({ modelPath: p("dora-merged.gguf") });
+    try {
+      const got = await runAdapter(merged, undefined, ref.cases.dora);
+      expect(got.tokens).toEqual(ref.cases.dora.tokens);
+      expect(got.maxLogitDiff).toBeLessThan(LOGIT_TOL);
+    } finally {
+      await merged.dispose();
+    }
   });
 });
 
