@@ -58,6 +58,9 @@ export function adapterToGguf(adapter: LoraAdapter, base: GgufBaseInfo, outtype:
   for (const [name, m] of adapter.modules) {
     const g = ggufModuleName(name);
     if (g === undefined) throw new UnsupportedFeatureError("target_modules", `module ${name} has no ${base.arch.name} GGUF tensor (llama.cpp names q/k/v/o_proj, gate/up/down_proj, lm_head)`);
+    if (g === "output" && base.tied === true) {
+      throw new UnsupportedFeatureError("target_modules", `module ${name}: the base ties its embeddings, so llama.cpp has no 'output' tensor for this LoRA; merge instead`);
+    }
     const r = moduleRank(m);
     const { scaling } = resolveModule(adapter.config, name);
     const factor = alphaF32 === 0 ? scaling : (scaling * r) / alphaF32;

@@ -14,6 +14,8 @@ export interface GgufBaseInfo {
   readonly arch: GgufArchitecture;
   readonly nHead: number;
   readonly nHeadKv: number;
+  /** Embeddings tied to the output: llama.cpp then has no `output` tensor for an lm_head LoRA (undefined: not known). */
+  readonly tied?: boolean;
   /** Lines to print (e.g. what llama.cpp will not represent). */
   readonly notes: readonly string[];
 }
@@ -44,7 +46,7 @@ export async function readGgufBaseInfo(base: string): Promise<GgufBaseInfo> {
   const nHead = numberValue(h.metadata, `${archName}.attention.head_count`);
   if (nHead === undefined) throw new FormatError(base, `${archName}.attention.head_count is missing`);
   const nHeadKv = numberValue(h.metadata, `${archName}.attention.head_count_kv`) ?? nHead;
-  return { arch, nHead, nHeadKv, notes: [] };
+  return { arch, nHead, nHeadKv, tied: !h.tensors.some((t) => t.name === "output.weight"), notes: [] };
 }
 
 function int(cfg: Record<string, unknown>, key: string, file: string, fallback?: number): number {

@@ -10,7 +10,7 @@ import { loraConfig, type LoraAdapter, type LoraModule } from "../../src/adapter
 import { adapterToGguf } from "../../src/adapter/gguf-adapter.js";
 import { readGgufBaseInfo } from "../../src/adapter/gguf-hparams.js";
 import { permuteRows } from "../../src/adapter/gguf-arch.js";
-import { writePeftAdapter } from "../../src/adapter/peft-io.js";
+import { readPeftAdapter, writePeftAdapter } from "../../src/adapter/peft-io.js";
 import { registerConvert } from "../../src/cli/commands/convert.js";
 import { gguf, writeGguf } from "../../src/formats/gguf/index.js";
 import { tensor } from "../../src/tensor/index.js";
@@ -77,6 +77,28 @@ describe("GGUF LoRA refusals", () => {
     await writeGguf(model, { metadata: [["general.architecture", gguf.str("llama")], ["general.type", gguf.str("model")]], tensors: [] });
     await expect(run(model, "--to", "peft", "--out", join(tmp.dir, "back"))).rejects.toThrow(FormatError);
     await expect(run(model, "--to", "peft", "--out", join(tmp.dir, "back"))).rejects.toThrow(/general\.type is "model", expected "adapter"/);
+  });
+
+  it("lm_head LoRA on a base with tied embeddings (no 'output' tensor in llama.cpp) is refused", () => {
+    const lm = { kind: "linear" as const, A: tensor("F32", [2, 8], randn(16, 1)), B: tensor("F32", [16, 2], randn(32, 2)) };
+    expect(refusal(() => adapterToGguf(adapter({ target_modules: ["lm_head"] }, { lm_head: lm }), { ...LLAMA, tied: true })).message)
+      .toMatch(/module lm_head: the base ties its embeddings, so llama\.cpp has no 'output' tensor/);
+    expect(adapterToGguf(adapter({ target_modules: ["lm_head"] }, { lm_head: lm }), { ...LLAMA, tied: false }).tensors.map(([n]) => n)).toEqual(["output.weight.lora_a", "output.weight.lora_b"]);
+  });
+
+  it("GGUF → PEFT of a file without head counts (as llama.cpp's converter writes) needs --base; with it, B is un-permuted", async () => {
+    const orig = adapter({}, { [q]: mod() });
+    const file = adapterToGguf(orig, LLAMA);
+    const bare = join(tmp.dir, "bare.gguf");
+    await writeGguf(bare, { metadata: file.metadata.filter(([k]) => !k.includes("head_count")), tensors: file.tensors });
+    const run = (...argv: string[]) => runCli([registerConvert], ["convert", bare, "--to", "peft", ...argv]);
+    await expect(run("--out", join(tmp.dir, "bare-peft"))).rejects.toThrow(/blk\.0\.attn_q: llama\.attention\.head_count is missing; pass --base/);
+    const baseGguf = join(tmp.dir, "heads.gguf");
+    await writeGguf(baseGguf, { metadata: [["general.architecture", gguf.str("llama")], ["llama.attention.head_count", gguf.u32(2)], ["llama.attention.head_count_kv", gguf.u32(1)]], tensors: [] });
+    await run("--base", baseGguf, "--out", join(tmp.dir, "bare-peft"));
+    const back = (await readPeftAdapter(join(tmp.dir, "bare-peft"))).adapter.modules.get(q)!;
+    expect([...back.B.data]).toEqual([...orig.modules.get(q)!.B.data]);
+    expect([...back.A.data]).toEqual([...orig.modules.get(q)!.A.data]);
   });
 
   it("the Q/K permutation is a permutation and its inverse undoes it", () => {
