@@ -221,6 +221,10 @@ describe("loraport combine = PEFT add_weighted_adapter, all eleven combination t
     expect(() => combineAdapters([a, d], { method: "cat", weights: [1] })).toThrow(/2 adapters but 1 weights/);
     expect(() => combineAdapters([a, a], { method: "dare_linear", density: 0.5, seed: 1, moduleOrder: ["fc1"] })).toThrow(/moduleOrder: lacks 3 adapted module/);
     expect(() => combineAdapters([a, a], { method: "dare_linear", density: 0.5, seed: -1 })).toThrow(/seed: a non-negative integer/);
+    // Saved-whole tensors: identical copies are kept once, different ones refused.
+    const head = (v: number): LoraAdapter => ({ ...a, extraTensors: new Map([["classifier.weight", { dtype: "F32", shape: [2, 2], data: new Float32Array(4).fill(v) }]]) });
+    expect(combineAdapters([head(1), head(1)], { method: "svd" }).extraTensors.size).toBe(1);
+    expect(() => combineAdapters([head(1), head(2)], { method: "cat" })).toThrow(/classifier.weight: adapters 0 and 1 both save this tensor whole, with different values/);
   });
 
   it("CLI: --method ties / svd --svd-rank write PEFT's result; dare with --seed repeats exactly; bad flags are one-line errors", async () => {

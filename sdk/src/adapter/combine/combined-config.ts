@@ -35,11 +35,36 @@ export function combinedConfig(adapters: readonly LoraAdapter[], ranks: Readonly
   });
 }
 
-/** Tensors saved whole (modules_to_save...): each key from the first adapter that has it. */
+/**
+ * Tensors saved whole (modules_to_save heads, trained biases, saved embeddings): kept as they are. Two
+ * adapters saving the same tensor with different values cannot both be right, so that is refused (PEFT
+ * refuses two adapters with modules_to_save on one module); identical copies (e.g. the unchanged embedding
+ * PEFT saves beside an embedding LoRA) are kept once.
+ */
 export function combinedExtraTensors(adapters: readonly LoraAdapter[]): Map<string, Tensor> {
   const extraTensors = new Map<string, Tensor>();
-  for (const ad of adapters) for (const [k, t] of ad.extraTensors) if (!extraTensors.has(k)) extraTensors.set(k, t);
+  const from = new Map<string, number>();
+  for (const [i, ad] of adapters.entries()) {
+    for (const [k, t] of ad.extraTensors) {
+      const seen = extraTensors.get(k);
+      if (!seen) {
+        extraTensors.set(k, t);
+        from.set(k, i);
+      } else if (!sameTensor(seen, t)) {
+        throw new AdapterError(`${k}: adapters ${from.get(k)} and ${i} both save this tensor whole, with different values; a combination cannot hold both (PEFT refuses modules_to_save on one module in two adapters)`);
+      }
+    }
+  }
   return extraTensors;
+}
+
+function sameTensor(a: Tensor, b: Tensor): boolean {
+  if (a.dtype !== b.dtype || a.shape.join() !== b.shape.join()) return false;
+  const x = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
+  const y = new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength);
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }
 
 /** All module names, in first-seen order. */
