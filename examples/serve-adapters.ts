@@ -27,7 +27,7 @@ import { readFileSync } from "node:fs";
 import {
   LoraportError, Sidecar, TextModel, lastLogits, loraConfig, readAdapterFromPath, tensor, writePeftAdapter,
   type LoraAdapter, type LoraModule,
-} from "../sdk/src/index.js";
+} from "loraport";
 
 const { values: args } = parseArgs({
   options: {

@@ -101,4 +101,9 @@ export class LocalEngine implements Engine {
     await this.#scheduler.close();
     await this.model.close();
   }
+
+  /** `await using engine = await LocalEngine.start(...)`: closed at scope end. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }

@@ -22,7 +22,8 @@ STANDARD_DOMAINS = ("", "ai.onnx")
 
 
 class ExportCheckError(RuntimeError):
-    """An exported graph failed a gate; the artifact is not written."""
+    """An exported graph failed a gate; the artifact is not written. Messages say what is wrong and what to do, with
+    no Python class names (they reach the CLI as they are)."""
 
 
 def check_graph_ops(path: str) -> dict:
@@ -30,18 +31,23 @@ def check_graph_ops(path: str) -> dict:
     model = onnx.load(path, load_external_data=False)
     name = path.rsplit("/", 1)[-1]
     if model.ir_version > MAX_IR_VERSION:
-        raise ExportCheckError(f"{name}: IR version {model.ir_version} > {MAX_IR_VERSION} (onnxruntime 1.30 refuses it)")
+        raise ExportCheckError(f"{name}: IR version {model.ir_version} > {MAX_IR_VERSION}, which onnxruntime 1.30 refuses; "
+                               f"use the torch / onnx versions pinned in sidecar/requirements.txt")
     bad_opsets = [o.domain for o in model.opset_import if o.domain not in STANDARD_DOMAINS]
     if bad_opsets:
-        raise ExportCheckError(f"{name}: non-standard opset domains {bad_opsets}; only ai.onnx is allowed")
+        raise ExportCheckError(f"{name}: uses non-standard opset domains {bad_opsets}, which onnxruntime-node cannot run; only ai.onnx "
+                               f"operators are allowed (a model with custom ops cannot be exported for training; try --engine torch)")
     if len(model.functions):
-        raise ExportCheckError(f"{name}: has {len(model.functions)} local functions; expected plain ai.onnx nodes")
+        raise ExportCheckError(f"{name}: has {len(model.functions)} local functions where plain ai.onnx nodes are needed "
+                               f"(an exporter version change?); use the versions pinned in sidecar/requirements.txt")
     op_types: set[str] = set()
     for node in model.graph.node:
         if node.domain not in STANDARD_DOMAINS:
-            raise ExportCheckError(f"{name}: node {node.name!r} uses {node.domain}::{node.op_type}; only ai.onnx is allowed")
+            raise ExportCheckError(f"{name}: node {node.name!r} uses {node.domain}::{node.op_type}, which onnxruntime-node cannot run; "
+                                   f"only ai.onnx operators are allowed (try --engine torch for this model)")
         if node.op_type == "NegativeLogLikelihoodLoss":
-            raise ExportCheckError(f"{name}: undecomposed NegativeLogLikelihoodLoss (exporter total-weight bug corrupts masked-label gradients)")
+            raise ExportCheckError(f"{name}: contains NegativeLogLikelihoodLoss, whose exported total weight corrupts masked-label "
+                                   f"gradients; the exporter must decompose nll_loss (report this as a loraport bug)")
         op_types.add(node.op_type)
     opset = next((o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), None)
     return {"file": name, "ir_version": model.ir_version, "opset": opset, "nodes": len(model.graph.node), "op_types": sorted(op_types)}
@@ -58,7 +64,9 @@ def check_dynamic_batch(path: str, names: Sequence[str]) -> None:
             fixed = [i for i, d in enumerate(dims) if not d.dim_param]
             if fixed:
                 shape = [d.dim_param or d.dim_value for d in dims]
-                raise ExportCheckError(f"{file}: input {inp.name} has fixed dims {shape}; batch and sequence must be dynamic (the tracer specialised them)")
+                raise ExportCheckError(f"{file}: input {inp.name} has fixed dims {shape}, so the graph would take only that batch size and "
+                                       f"length; the tracer specialised them (report this as a loraport bug, naming the model type; "
+                                       f"--engine torch trains it meanwhile)")
 
 
 @dataclass

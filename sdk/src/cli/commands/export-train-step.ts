@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { Sidecar } from "../../bridge/sidecar.js";
 import { FileMissingError, LoraportError } from "../../errors.js";
+import { explainExportError } from "../../training/export-errors.js";
 import { progressReporter } from "../progress-bar.js";
 import type { ExportCliOptions } from "./export.js";
 import { rankOption, startSidecarShowing } from "./export-inference.js";
@@ -46,6 +47,8 @@ export async function exportTrainStepCli(opts: ExportCliOptions): Promise<void> 
       ...(opts.adapter ? { adapter: opts.adapter } : {}),
       ...(wd !== undefined ? { optimizer: { weightDecay: wd } } : {}),
       onProgress: bar.onProgress,
+    }).catch((err: unknown) => {
+      throw explainExportError(err);
     });
     bar.stop();
     if (opts.json) console.log(JSON.stringify(res));

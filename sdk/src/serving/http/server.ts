@@ -39,7 +39,7 @@ export interface ServerOptions {
   readonly roots?: Readonly<Record<string, string>>;
 }
 
-export interface RunningServer {
+export interface RunningServer extends AsyncDisposable {
   /** `http://host:port`, the port resolved when 0 was asked. */
   readonly url: string;
   readonly host: string;
@@ -163,6 +163,10 @@ export async function startServer(engine: Engine, options: ServerOptions = {}): 
       server.closeAllConnections();
       await stopped;
     })()),
+    // `await using server = await startServer(...)`: closed at scope end.
+    [Symbol.asyncDispose](this: RunningServer) {
+      return this.close();
+    },
   };
 }
 

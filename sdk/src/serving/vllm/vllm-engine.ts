@@ -227,4 +227,9 @@ export class VllmEngine implements Engine {
     await this.#process?.stop();
     for (const d of this.#scratch.splice(0)) rmSync(d, { recursive: true, force: true });
   }
+
+  /** `await using engine = await VllmEngine.start(...)`: vLLM is stopped at scope end. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }
