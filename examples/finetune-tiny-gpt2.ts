@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Sidecar, Trainer, type TrainExample } from "../sdk/src/index.js";
+import { Sidecar, Trainer, type TrainExample } from "loraport";
 
 const { values: args } = parseArgs({
   options: {
@@ -46,17 +46,14 @@ const train = windows.filter((_, i) => i % 10 !== 9);
 if (!existsSync(join(artifact, "loraport-train.json"))) {
   console.log(`exporting the train-step artifact to ${artifact} (once) …`);
   mkdirSync(cache, { recursive: true });
-  const sc = await Sidecar.start();
-  try {
-    const res = await sc.exportTrainStep({ builtin: "gpt2" }, artifact, { targetModules: ["c_attn", "c_fc"], r: 8, alpha: 16 });
-    console.log(`  done in ${res.seconds.toFixed(0)} s; step-1 gradients vs PyTorch: max rel ${res.gradMaxRelErr.toExponential(1)}`);
-  } finally {
-    await sc.close();
-  }
+  await using sc = await Sidecar.start(); // closed at the end of this block, also on an error
+  const res = await sc.exportTrainStep({ builtin: "gpt2" }, artifact, { targetModules: ["c_attn", "c_fc"], r: 8, alpha: 16 });
+  console.log(`  done in ${res.seconds.toFixed(0)} s; step-1 gradients vs PyTorch: max rel ${res.gradMaxRelErr.toExponential(1)}`);
 }
 
 // ---- train ---------------------------------------------------------------------------------------------------------
-const trainer = await Trainer.load(artifact, { executionProviders: ["cpu"] });
+// `await using`: the trainer's worker thread ends with the script, also when a step throws.
+await using trainer = await Trainer.load(artifact, { executionProviders: ["cpu"] });
 const before = await trainer.evaluate(heldOut);
 const losses: number[] = [];
 const evals: { step: number; loss: number }[] = [{ step: 0, loss: before }];
@@ -78,7 +75,6 @@ const seconds = (performance.now() - t0) / 1000;
 const after = await trainer.evaluate(heldOut);
 mkdirSync(outDir, { recursive: true });
 await trainer.saveAdapter(join(outDir, "adapter"));
-await trainer.close();
 
 writeFileSync(join(outDir, "losses.json"), JSON.stringify({ train: losses, eval: evals, heldOutBefore: before, heldOutAfter: after }, null, 1));
 writeFileSync(join(outDir, "loss-curve.svg"), lossChart(losses, evals));

@@ -251,4 +251,9 @@ export class TorchTrainer {
     this.#closed = true;
     if (this.#ownDir) await rm(this.#dir, { recursive: true, force: true });
   }
+
+  /** `await using t = await TorchTrainer.load(...)`: closed at scope end. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }

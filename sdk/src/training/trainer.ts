@@ -267,6 +267,11 @@ export class Trainer {
     await this.#worker.terminate();
   }
 
+  /** `await using t = await Trainer.load(...)`: the worker thread ends at scope end (it keeps Node alive). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   #failAll(err: Error): void {
     for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();
