@@ -1,6 +1,7 @@
 /**
  * The sidecar bridge: start-up time, small-call round trips (p50/p99), and tensor throughput each way for
- * 1/64/256 MiB next to a plain memcpy of the same size measured in the same run (the physical limit).
+ * 1/64/256 MiB next to a plain memcpy of the same size measured in the same run (the physical limit), through
+ * frames, through shared memory, and through shared memory without recycling its files.
  * Run the whole bench with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` for Node's own receive buffers (the sidecar
  * always gets it); the conditions line says which was used.
  */
@@ -46,6 +47,8 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   // as ZeroMQ frames and through shared memory (the default from 16 MiB where available). The receiver reads one
   // byte of every page: a mapped tensor is otherwise never read, and a frame has been copied already.
   await using framesOnly = await Sidecar.start({ sharedMemoryThreshold: Infinity });
+  // The same shared-memory path with every file unlinked once read (no reuse): what recycling files saves.
+  await using noReuse = await Sidecar.start({ sharedMemoryPoolBytes: 0 });
   const shmUsed = sc.sharedMemoryDir !== undefined;
   for (const mib of opts.quick ? [1, 64] : [1, 64, 256]) {
     const bytes = mib * MiB;
@@ -62,6 +65,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     };
     const viaFrames = await measure(framesOnly);
     const viaDefault = shmUsed && bytes >= 16 * MiB ? await measure(sc) : viaFrames;
+    const viaNoReuse = shmUsed && bytes >= 16 * MiB ? await measure(noReuse) : undefined;
     // The physical limit: copying the same bytes into a buffer that already exists, and into a fresh one.
     const dst = Buffer.allocUnsafe(bytes);
     const memcpy = median(await timeIt(reps, () => dst.set(payload)));
@@ -72,6 +76,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       values: {
         "Node→Py": gbs(viaDefault.up), "Py→Node": gbs(viaDefault.down),
         "Node→Py frames": gbs(viaFrames.up), "Py→Node frames": gbs(viaFrames.down),
+        ...(viaNoReuse ? { "Node→Py shm, no reuse": gbs(viaNoReuse.up), "Py→Node shm, no reuse": gbs(viaNoReuse.down) } : {}),
         memcpy: gbs(memcpy), "alloc+copy": gbs(fresh),
       },
       unit: "GB/s",
@@ -81,6 +86,11 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       ratios.push({ name: `Node→Py ${mib} MiB / 4 GB/s target`, ratio: gbs(viaDefault.up) / 4, target: 1, higherIsBetter: true });
       ratios.push({ name: `Py→Node ${mib} MiB / 4 GB/s target`, ratio: gbs(viaDefault.down) / 4, target: 1, higherIsBetter: true });
       ratios.push({ name: `Node→Py ${mib} MiB / memcpy`, ratio: gbs(viaDefault.up) / gbs(memcpy), higherIsBetter: true, note: "fraction of the physical limit" });
+      ratios.push({ name: `Py→Node ${mib} MiB / memcpy`, ratio: gbs(viaDefault.down) / gbs(memcpy), higherIsBetter: true, note: "fraction of the physical limit" });
+      if (viaNoReuse) {
+        ratios.push({ name: `Node→Py ${mib} MiB: shm files reused / not`, ratio: viaNoReuse.up / viaDefault.up, higherIsBetter: true, note: "> 1: recycling shared-memory files is faster" });
+        ratios.push({ name: `Py→Node ${mib} MiB: shm files reused / not`, ratio: viaNoReuse.down / viaDefault.down, higherIsBetter: true });
+      }
     }
   }
   return {
@@ -89,7 +99,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     ratios,
     conditions: {
       transport: shmUsed
-        ? "ipc (control + bulk Dealer/ROUTER); tensors from 16 MiB through /dev/shm files, smaller as raw frames"
+        ? "ipc (control + bulk Dealer/ROUTER); tensors from 16 MiB through /dev/shm files (recycled, up to 512 MiB idle), smaller as raw frames"
         : "ipc (control + bulk Dealer/ROUTER), multipart raw frames (shared memory not available here)",
       "Node GLIBC_TUNABLES": process.env["GLIBC_TUNABLES"] ?? "unset",
       "sidecar GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",

@@ -49,6 +49,8 @@ class ServerConfig:
     # go through it; None: frames only.
     shm_dir: str | None = None
     shm_threshold: int = 16 << 20
+    # Idle shared-memory files kept for reuse, in bytes (shared_memory.py); 0: every file is unlinked once read.
+    shm_pool_bytes: int = 0
 
     @classmethod
     def from_json(cls, doc: dict) -> "ServerConfig":
@@ -58,7 +60,8 @@ class ServerConfig:
                    bulk_threshold=int(doc.get("bulkThreshold", 1 << 20)),
                    validate_results=bool(doc.get("validateResults", False)),
                    max_queued_bytes=int(doc.get("maxQueuedBytes", 2 << 30)),
-                   shm_dir=doc.get("shmDir"), shm_threshold=int(doc.get("shmThreshold", 16 << 20)))
+                   shm_dir=doc.get("shmDir"), shm_threshold=int(doc.get("shmThreshold", 16 << 20)),
+                   shm_pool_bytes=int(doc.get("shmPoolBytes", 0)))
 
 
 class Server:
@@ -288,7 +291,7 @@ class Server:
         rid, method = header["id"], header["method"]
         if header["v"] != P.PROTOCOL_VERSION:
             raise P.ProtocolViolation(f"protocol version {header['v']} != {P.PROTOCOL_VERSION}", rid, method)
-        tensor_frames = open_frames(header["tensors"], tensor_frames, self.config.shm_dir, rid, method)
+        tensor_frames = open_frames(header["tensors"], tensor_frames, self.config.shm_dir, rid, method, self.config.shm_pool_bytes)
         P.check_frames(header, tensor_frames, self.config.max_message_bytes)
         pv = self.schemas.params.get(method)
         if pv is None:
@@ -335,6 +338,8 @@ class Server:
                 with self._queued_lock:
                     self._queued_bytes -= req.nbytes
                 self._cancelled.discard(req.id)
+                # Drop the request now, not when the next one arrives: its mapped inputs go back to the pool.
+                req = None
         push.close(linger=0)
 
     def _run(self, push: zmq.Socket, req: P.Request) -> None:
@@ -357,13 +362,16 @@ class Server:
             tensors = [frame_to_tensor(d, f) for d, f in zip(req.descriptors, req.frames)]
             result, out = handler(ctx, req.params, tensors)
             descs, frames = pack_tensors(out)
-            frames = spill(descs, frames, self.config.shm_dir, self.config.shm_threshold)
+            frames = spill(descs, frames, self.config.shm_dir, self.config.shm_threshold, self.config.shm_pool_bytes)
             header = P.result_header(req.id, req.method, result, descs)
             if self.config.validate_results:
                 err = self.schemas.results[req.method].error(result)
                 if err:
                     raise AssertionError(f"{req.method} result breaks its schema: {err}")
             big = sum(d["nbytes"] for d in descs) >= self.config.bulk_threshold
+            # Inputs let go before the reply leaves: a mapped input's file is back in the shared-memory pool by the
+            # time the client sends its next tensor (the reply's own frames keep alive what they still need).
+            tensors = out = req.frames = None
             send(header, frames, _ROUTE_BULK if big else _ROUTE_CONTROL)
         except BaseException as e:  # every request gets exactly one final reply
             if isinstance(e, (KeyboardInterrupt, SystemExit)):

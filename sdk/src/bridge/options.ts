@@ -39,6 +39,12 @@ export interface SidecarOptions {
    * elsewhere). Default 16 MiB; `Infinity` sends everything as frames.
    */
   readonly sharedMemoryThreshold?: number;
+  /**
+   * Shared-memory files are reused (a fresh file costs a page allocation per 4 KiB): up to this many bytes of idle
+   * files stay in the session's /dev/shm folder for the next big tensor, either way. Default 512 MiB; 0 unlinks
+   * every file once read.
+   */
+  readonly sharedMemoryPoolBytes?: number;
   /** Check every result against its schema in the sidecar (slower; for tests); default false. */
   readonly validateResults?: boolean;
   /** Receives the sidecar's stderr as it arrives (it is also kept as a tail for SidecarExitedError). */

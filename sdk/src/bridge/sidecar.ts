@@ -15,7 +15,7 @@ import { PROTOCOL_VERSION, encodeHeader, type TensorsIn } from "./internal/codec
 import { planEndpoints, type EndpointPlan } from "./internal/endpoint.js";
 import { SidecarProcess, choosePython, resolveRoot, type ExitInfo } from "./internal/process.js";
 import { Rpc } from "./internal/rpc.js";
-import { DEFAULT_SHARED_MEMORY_THRESHOLD, createSharedMemory, type SharedMemory } from "./internal/shared-memory.js";
+import { DEFAULT_SHARED_MEMORY_POOL_BYTES, DEFAULT_SHARED_MEMORY_THRESHOLD, createSharedMemory, type SharedMemory } from "./internal/shared-memory.js";
 import { Transport } from "./internal/transport.js";
 import {
   exportOnnxCall, exportTrainStepCall, type ExportOnnxOptions, type ExportOnnxResult, type ExportTrainStepOptions,
@@ -169,7 +169,7 @@ export class Sidecar implements AsyncDisposable {
     const { python, source: pythonSource } = choosePython(this.opts.python, root);
     // libzmq has no ipc:// on Windows.
     const plan = planEndpoints(this.opts.transport ?? (process.platform === "win32" ? "tcp" : "ipc"));
-    const shm = createSharedMemory(this.opts.sharedMemoryThreshold ?? DEFAULT_SHARED_MEMORY_THRESHOLD);
+    const shm = createSharedMemory(this.opts.sharedMemoryThreshold ?? DEFAULT_SHARED_MEMORY_THRESHOLD, this.opts.sharedMemoryPoolBytes ?? DEFAULT_SHARED_MEMORY_POOL_BYTES);
     const endpoints: EndpointPlan = { ...plan, dispose: () => { plan.dispose(); shm?.dispose(); } };
     const maxMessageBytes = this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const bulkThreshold = this.opts.bulkThreshold ?? 2 ** 20;
@@ -177,7 +177,7 @@ export class Sidecar implements AsyncDisposable {
       control: endpoints.control, bulk: endpoints.bulk, maxMessageBytes, bulkThreshold,
       validateResults: this.opts.validateResults ?? false,
       ...(this.opts.maxQueuedBytes !== undefined ? { maxQueuedBytes: this.opts.maxQueuedBytes } : {}),
-      ...(shm !== undefined ? { shmDir: shm.dir, shmThreshold: shm.threshold } : {}),
+      ...(shm !== undefined ? { shmDir: shm.dir, shmThreshold: shm.threshold, shmPoolBytes: shm.poolBytes } : {}),
     };
     if (endpoints.curve) {
       config["curve"] = { serverSecret: endpoints.curve.serverSecret, serverPublic: endpoints.curve.serverPublic, clientPublic: endpoints.curve.clientPublic };

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Dealer } from "zeromq";
 import { encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
-import { SidecarError, SidecarExitedError, TimeoutError } from "../../src/errors.js";
+import { SidecarEnvironmentError, SidecarError, SidecarExitedError, TimeoutError } from "../../src/errors.js";
 import { ModelHandle, Sidecar } from "../../src/bridge/index.js";
 import { tensor } from "../../src/tensor/index.js";
 import { describeThreads, procDirOf, procIsOurNamespace, procState } from "../helpers/proc.js";
@@ -143,7 +143,8 @@ describe("sidecar lifecycle", () => {
       const e2 = (await Sidecar.start({ python: chatty, forceKillAfterMs: 200 }).catch((e: unknown) => e)) as Error;
       expect(e2.message).toContain(`printed "hello there" instead of its READY line`);
       const e3 = (await Sidecar.start({ python: join(t.dir, "missing") }).catch((e: unknown) => e)) as Error;
-      expect(e3.message).toMatch(/could not start: .*ENOENT/);
+      expect(e3).toBeInstanceOf(SidecarEnvironmentError); // (python-environment.test.ts has the messages)
+      expect(e3.message).toMatch(/missing \(from the python option\) does not exist/);
     } finally {
       t.cleanup();
     }

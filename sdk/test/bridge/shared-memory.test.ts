@@ -1,6 +1,7 @@
 /**
  * Big tensors through the session's private /dev/shm folder, with a real sidecar: both directions, every file
- * unlinked once read, bad file names and sizes refused by the sidecar, and frames when it is turned off.
+ * taken off its `t-` name once read (recycled as a free file, within the pool's cap, or unlinked), bad file names
+ * and sizes refused by the sidecar, and frames when it is turned off.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -30,6 +31,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await sc?.close();
 });
+
+/** Files named in a message and not yet read (`t-`): none may be left. Free (`f-`) and in-use (`u-`) files may be. */
+function sentNames(dir: string): string[] {
+  return readdirSync(dir).filter((n) => !/^[fu]-[0-9a-f]{24}$/.test(n));
+}
 
 function sameBytes(a: Parameters<typeof bytesOf>[0], b: Parameters<typeof bytesOf>[0]): boolean {
   return Buffer.from(bytesOf(a)).equals(Buffer.from(bytesOf(b)));
@@ -69,10 +75,10 @@ describe.runIf(usable)("tensors through shared memory", () => {
       expect(named[k]!.shape, k).toEqual(t.shape);
       expect(sameBytes(named[k]!, t), k).toBe(true);
     }
-    // The 4 MiB reply is a mapping of a file the sidecar wrote and we unlinked (Python → Node through shm).
+    // The 4 MiB reply is a mapping of a file the sidecar wrote, now ours (u-, in use) until the bytes are garbage.
     const maps = readFileSync("/proc/self/maps", "utf8");
-    expect(maps).toMatch(new RegExp(`${dir}/t-[0-9a-f]{24} \\(deleted\\)`));
-    expect(readdirSync(dir)).toEqual([]);
+    expect(maps).toMatch(new RegExp(`${dir}/u-[0-9a-f]{24}`));
+    expect(sentNames(dir)).toEqual([]);
   });
 
   it("the sidecar reads a file named in a descriptor (Node → Python through shm) and unlinks it", async () => {
@@ -104,8 +110,46 @@ describe.runIf(usable)("tensors through shared memory", () => {
     expect(errors[0]!.message).toContain("not a file name of the form t-<24 hex digits>");
     expect(errors[1]!.message).toMatch(/cannot open shared-memory file t-f{24}/);
     expect(errors[2]!.message).toContain("has 10 bytes, descriptor says 8");
-    expect(readdirSync(dir)).toEqual([]);
+    expect(sentNames(dir)).toEqual([]);
     expect(await sc.ping()).toBeLessThan(1000);
+  });
+
+  it("reuses free files both ways (fewer files than transfers), of other sizes too, within the pool's cap; cap 0 unlinks", async () => {
+    const pooled = await Sidecar.start({ sharedMemoryThreshold: MiB, sharedMemoryPoolBytes: 12 * MiB });
+    const unpooled = await Sidecar.start({ sharedMemoryThreshold: MiB, sharedMemoryPoolBytes: 0 });
+    try {
+      const dir = pooled.sharedMemoryDir!;
+      // Each file (inode) and the free names it has had: a file freed under two names was claimed and used again.
+      const freeNames = new Map<number, Set<string>>();
+      const look = () => {
+        for (const n of readdirSync(dir).filter((x) => x.startsWith("f-"))) {
+          const st = statSync(join(dir, n), { throwIfNoEntry: false });
+          if (st) freeNames.set(st.ino, (freeNames.get(st.ino) ?? new Set()).add(n));
+        }
+      };
+      const sizes = [3, 2, 2.5, 3, 1.5, 2, 3, 2.5].map((m) => Math.round(m * MiB / 4));
+      for (const [i, n] of sizes.entries()) {
+        const t = tensor("F32", [n], Float32Array.from({ length: n }, (_, j) => j * 0.25 + i));
+        const { tensors } = await pooled.call("echo", {}, [t]);
+        expect(sameBytes(tensors[0]!, t), `transfer ${i}`).toBe(true);
+        look();
+        globalThis.gc?.();
+      }
+      const reused = [...freeNames.values()].filter((names) => names.size >= 2).length;
+      console.log(`shared memory: 16 transfers, ${freeNames.size} files seen free, ${reused} of them freed again after reuse`);
+      expect(reused).toBeGreaterThan(0);
+      const free = readdirSync(dir).filter((n) => n.startsWith("f-")).reduce((sum, n) => sum + statSync(join(dir, n)).size, 0);
+      expect(free).toBeLessThanOrEqual(12 * MiB);
+      expect(sentNames(dir)).toEqual([]);
+      // With no pool, every file goes once read (ours at once, the sidecar's too).
+      const big = tensor("F32", [MiB], new Float32Array(MiB).fill(2));
+      const { tensors } = await unpooled.call("echo", {}, [big]);
+      expect(sameBytes(tensors[0]!, big)).toBe(true);
+      expect(readdirSync(unpooled.sharedMemoryDir!)).toEqual([]);
+    } finally {
+      await pooled.close();
+      await unpooled.close();
+    }
   });
 
   it("close() removes the folder; with the threshold at Infinity everything travels as frames", async () => {

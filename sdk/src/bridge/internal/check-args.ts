@@ -92,7 +92,7 @@ export function checkString(v: unknown, argument: string, what = "a non-empty st
   if (typeof v !== "string" || v.length === 0) throw new ArgumentError(argument, `expected ${what}, got ${describeValue(v)}`);
 }
 
-const NUMBER_OPTIONS = ["startTimeoutMs", "timeoutMs", "cancelGraceMs", "closeGraceMs", "forceKillAfterMs", "maxMessageBytes", "maxQueuedBytes", "bulkThreshold"] as const;
+const NUMBER_OPTIONS = ["startTimeoutMs", "timeoutMs", "cancelGraceMs", "closeGraceMs", "forceKillAfterMs", "maxMessageBytes", "maxQueuedBytes", "bulkThreshold", "sharedMemoryPoolBytes"] as const;
 
 export function checkSidecarOptions(opts: unknown): asserts opts is SidecarOptions {
   if (opts === null || typeof opts !== "object" || Array.isArray(opts)) throw new ArgumentError("opts", `expected a SidecarOptions object, got ${describeValue(opts)}`);
