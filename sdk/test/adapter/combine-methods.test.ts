@@ -7,7 +7,7 @@
  * equal PEFT's for the same seed — set right before add_weighted_adapter, or at the first mask (fixture:
  * combine_methods.py) — and the sampler is checked statistically.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clampFactors, combineAdapters, COMBINATION_METHODS, TorchCpuGenerator, type CombinationMethod, type CombineOptions } from "../../src/adapter/combine.js";
@@ -227,7 +227,7 @@ describe("loraport combine = PEFT add_weighted_adapter, all eleven combination t
     expect(() => combineAdapters([head(1), head(2)], { method: "cat" })).toThrow(/classifier.weight: adapters 0 and 1 both save this tensor whole, with different values/);
   });
 
-  it("CLI: --method ties / svd --svd-rank write PEFT's result; dare with --seed repeats exactly; bad flags are one-line errors", async () => {
+  it("CLI: --method ties / svd --svd-rank / dare_ties --seed --module-order write PEFT's result; dare repeats for a seed; bad flags are one-line errors", async () => {
     const dirs = (names: string[]): string[] => names.map((a) => join(tmp.dir, "linear", a));
     const tiesCase = fx.cases.find((c) => c.model === "linear" && c.case === "ties_total")!;
     const tiesOut = join(tmp.dir, "cli-ties");
@@ -253,11 +253,22 @@ describe("loraport combine = PEFT add_weighted_adapter, all eleven combination t
     const d1 = (await readPeftAdapter(join(tmp.dir, "cli-dare1"))).adapter;
     const d2 = (await readPeftAdapter(join(tmp.dir, "cli-dare2"))).adapter;
     for (const [name, m] of d1.modules) expect(maxAbsDiff(toFloat32(m.A), toFloat32(d2.modules.get(name)!.A))).toBe(0);
+    // DARE from the CLI equals PEFT's (torch.manual_seed right before add_weighted_adapter) given the model's module order.
+    const plain = fx.cases.find((c) => c.model === "linear" && c.case === "dare_ties_plainseed")!;
+    const orderFile = join(tmp.dir, "order.txt");
+    writeFileSync(orderFile, fx.order["linear"]!.map((n) => `base_model.model.${n}`).join("\n"));
+    await runCli([registerCombine], ["combine", ...dirs(plain.adapters), "--weights", plain.weights.join(","), "--method", "dare_ties", "--density", String(plain.kwargs.density), "--seed", String(plain.seed), "--module-order", orderFile, "--out", join(tmp.dir, "cli-dare-peft")]);
+    const dp = (await readPeftAdapter(join(tmp.dir, "cli-dare-peft"))).adapter;
+    for (const name of peftModules(plain)) {
+      expect(maxAbsDiff(toFloat32(dp.modules.get(name)!.A), toFloat32(peft.get(`linear|dare_ties_plainseed|${name}|A`)!)), name).toBeLessThanOrEqual(1e-6);
+      expect(maxAbsDiff(toFloat32(dp.modules.get(name)!.B), toFloat32(peft.get(`linear|dare_ties_plainseed|${name}|B`)!)), name).toBeLessThanOrEqual(1e-6);
+    }
     const bad = (flags: string[]): Promise<string> => runCli([registerCombine], ["combine", ...dirs(["a", "b"]), ...flags, "--out", join(tmp.dir, "cli-bad")]);
     await expect(bad(["--method", "average"])).rejects.toThrow(/--method: one of linear, cat, svd/);
     await expect(bad(["--method", "ties", "--density", "half"])).rejects.toThrow(/--density: a number, got 'half'/);
     await expect(bad(["--method", "svd", "--svd-rank", "2.5"])).rejects.toThrow(/--svd-rank: an integer, got '2.5'/);
     await expect(bad(["--method", "ties", "--density", "0.5", "--majority-sign-method", "mean"])).rejects.toThrow(/--majority-sign-method: total or frequency/);
     await expect(bad(["--method", "ties"])).rejects.toThrow(/density: ties needs a density/);
+    await expect(bad(["--method", "dare_ties", "--density", "0.5", "--module-order", join(tmp.dir, "missing.txt")])).rejects.toThrow(/--module-order: cannot read/);
   });
 });

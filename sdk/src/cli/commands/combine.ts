@@ -2,8 +2,9 @@
  * `loraport combine`: several PEFT adapters of one base → one adapter, as PEFT's
  * `add_weighted_adapter(..., combination_type=--method)`; the default `cat` is exact: ΔW = Σ wᵢ·ΔWᵢ, rank Σ rᵢ.
  */
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { AdapterError, ArgumentError } from "../../errors.js";
+import { AdapterError, ArgumentError, FileMissingError } from "../../errors.js";
 import { COMBINATION_METHODS, combineAdapters, type CombinationMethod, type CombineOptions } from "../../adapter/combine.js";
 import { readPeftAdapter, writePeftAdapter } from "../../adapter/peft-io.js";
 import { resolveModule } from "../../adapter/config.js";
@@ -26,6 +27,19 @@ interface MethodFlags {
   svdRank?: string;
   svdClamp?: string;
   seed?: string;
+  moduleOrder?: string;
+}
+
+/** `--module-order`: module names one per line (PEFT's `base_model.model.` prefix allowed), the model's named_modules() order. */
+function readModuleOrder(path: string | undefined): string[] | undefined {
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    throw new FileMissingError(path, `--module-order: cannot read ${path}`);
+  }
+  return text.split("\n").map((l) => l.trim()).filter((l) => l !== "").map((l) => (l.startsWith("base_model.model.") ? l.slice("base_model.model.".length) : l));
 }
 
 /** The --method flags as combineAdapters options; DARE without --seed gets a random seed, reported back. */
@@ -52,6 +66,7 @@ function parseMethodFlags(opts: MethodFlags): Omit<CombineOptions, "weights"> {
     ...(svdRank !== undefined ? { svdRank } : {}),
     ...(svdClamp !== undefined ? { svdClamp } : {}),
     ...(seed !== undefined ? { seed } : {}),
+    ...(opts.moduleOrder !== undefined ? { moduleOrder: readModuleOrder(opts.moduleOrder)! } : {}),
   };
 }
 
@@ -68,6 +83,7 @@ export function registerCombine(program: Command): void {
     .option("--svd-rank <r>", "svd methods: rank of the result (default the largest adapter rank)")
     .option("--svd-clamp <q>", "svd methods: clamp factors at this quantile of their entries, 0..1")
     .option("--seed <n>", "dare methods: the torch.manual_seed value set before PEFT's add_weighted_adapter (default random, printed)")
+    .option("--module-order <file>", "dare methods: module names in the base model's named_modules() order, one a line (PEFT's mask order; default the adapters' order)")
     .option("--json", "print one JSON object (files written with their sizes, modules, ranks) instead of text")
     .action(async (dirs: string[], opts: { out: string; weights?: string; json?: boolean } & MethodFlags) => {
       if (dirs.length < 2) throw new AdapterError(`combine: expected two or more adapter folders, got ${dirs.length}`);
