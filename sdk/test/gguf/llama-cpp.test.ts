@@ -27,6 +27,7 @@ const LOGIT_TOL = 1e-3;
 
 interface Reference {
   prompt: number[];
+  tokenized: Array<{ text: string; ids: number[] }>;
   cases: Record<(typeof CASES)[number] | "dora", { base: (typeof BASES)[number]; tokens: number[]; logprobs: number[][]; margin: number; droppedScalingTokens: number[] }>;
 }
 
@@ -115,6 +116,14 @@ describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {
     expect(q.dimensions.map(Number)).toEqual([4, 64]); // ne order: [r (rank_pattern q_proj: 4), out]
     const mine = (await readGguf(p("patterns.gguf"))).header.tensors.map((t) => [t.name, t.ne.join("x")]);
     expect(info.fullTensorInfo!.map((t) => [t.name, t.dimensions.join("x")])).toEqual(mine);
+  });
+
+  it("the base GGUF's vocabulary tokenizes as Hugging Face tokenizers does (special tokens, unicode) and detokenizes back", () => {
+    const m = models.get("base-llama")!;
+    for (const { text, ids } of ref.tokenized) {
+      expect([...m.tokenize(text, true)], text).toEqual(ids);
+      expect(m.detokenize(ids as Token[], true)).toBe(text);
+    }
   });
 
   it.each(["f16", "bf16"])("--outtype %s (and --base given as the base .gguf): llama.cpp loads it and gives the plain adapter's greedy tokens", async (outtype) => {
