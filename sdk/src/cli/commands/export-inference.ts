@@ -40,10 +40,7 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
   if (opts.adapter && !statSync(opts.adapter, { throwIfNoEntry: false })?.isDirectory()) {
     // GPT-2's projections are Conv1D (fan_in_fan_out); the others loraport exports are nn.Linear.
     const modelType = (JSON.parse(readFileSync(join(opts.base, "config.json"), "utf8")) as { model_type?: string }).model_type;
-    // The rank under both names loralib-options has had (`--lora-r`, now `--r`).
-    const rank = rankOption(opts);
-    const flags = { ...opts, ...(rank !== undefined ? { r: rank, loraR: rank } : {}) } as Parameters<typeof loralibOptions>[0];
-    const { adapter, notes } = await readAdapterFromPath(opts.adapter, loralibOptions(flags, modelType === "gpt2"));
+    const { adapter, notes } = await readAdapterFromPath(opts.adapter, loralibOptions(opts, modelType === "gpt2"));
     for (const n of notes) process.stderr.write(`loraport: ${n}\n`);
     scratch = mkdtempSync(join(dirname(resolve(opts.out)), ".loraport-adapter-"));
     await writePeftAdapter(scratch, adapter);
