@@ -128,7 +128,8 @@ describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {
 
   it.each(["f16", "bf16"])("--outtype %s (and --base given as the base .gguf): llama.cpp loads it and gives the plain adapter's greedy tokens", async (outtype) => {
     const file = p(`plain-${outtype}.gguf`);
-    await runCli([registerConvert], ["convert", p("plain"), "--to", "gguf", "--base", p("base-llama.gguf"), "--outtype", outtype, "--out", file]);
+    const out = await runCli([registerConvert], ["convert", p("plain"), "--to", "gguf", "--base", p("base-llama.gguf"), "--outtype", outtype, "--out", file, "--json"]);
+    expect(JSON.parse(out)).toMatchObject({ command: "convert", to: "gguf", kind: "adapter", architecture: "llama", modules: 14, outtype: outtype.toUpperCase(), files: [{ path: file }] });
     const { header } = await readGguf(file);
     expect(new Set(header.tensors.map((t) => t.typeInfo.name))).toEqual(new Set([outtype.toUpperCase()]));
     expect((await runAdapter("base-llama", file)).tokens).toEqual(ref.cases.plain.tokens);
