@@ -25,6 +25,7 @@ function validPart(part: string): boolean {
  * two-part form counts: a bare `gpt2` is far more likely a missing folder than a legacy canonical id.
  */
 export function parseHubId(text: string): HubId | undefined {
+  if (typeof text !== "string") return undefined;
   const at = text.indexOf("@");
   const repo = at < 0 ? text : text.slice(0, at);
   const revision = at < 0 ? "main" : text.slice(at + 1);

@@ -4,7 +4,7 @@
  * with local_files_only), and downloaded into it when the network allows.
  */
 import { existsSync } from "node:fs";
-import { HubModelMissingError } from "../errors.js";
+import { ArgumentError, HubModelMissingError } from "../errors.js";
 import type { ProgressCallback } from "../progress.js";
 import { hubCacheDir, hubOffline } from "./cache-dir.js";
 import { findInCache } from "./cache-lookup.js";
@@ -35,6 +35,9 @@ function networkReason(err: unknown): string {
  * caller's own checks then name what is missing). Throws HubModelMissingError for an id found nowhere.
  */
 export async function resolveModelPath(pathOrId: string, options: ResolveModelOptions = {}): Promise<string> {
+  if (typeof pathOrId !== "string" || pathOrId === "") {
+    throw new ArgumentError(options.argument ?? "model", `expected a model folder or a Hub id org/name[@revision], got ${pathOrId === "" ? "an empty string" : typeof pathOrId}`);
+  }
   if (existsSync(pathOrId)) return pathOrId;
   const id = parseHubId(pathOrId);
   if (!id) return pathOrId;

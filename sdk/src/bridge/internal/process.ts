@@ -25,6 +25,11 @@ export interface PythonChoice {
   readonly source: string;
 }
 
+/** What makes the environment: `npm run setup` in a clone; an npm-installed loraport (no set-up script) has `npx loraport setup-python`. */
+function setupCommand(root: string): string {
+  return root.split(/[\\/]/).includes("node_modules") ? "`npx loraport setup-python`" : `\`npm run setup\` (in ${root})`;
+}
+
 /** `explicit` (the `python` option), else `$LORAPORT_PYTHON`, else the project's `.venv` (which must exist). */
 export function choosePython(explicit: string | undefined, root: string): PythonChoice {
   if (explicit) return { python: explicit, source: "the python option" };
@@ -33,7 +38,7 @@ export function choosePython(explicit: string | undefined, root: string): Python
   const venv = process.platform === "win32" ? join(root, ".venv", "Scripts", "python.exe") : join(root, ".venv", "bin", "python");
   if (!existsSync(venv)) {
     throw new SidecarEnvironmentError(
-      `the sidecar's Python environment ${venv} does not exist: \`npm run setup\` (in ${root}) makes it; or pass { python } / set LORAPORT_PYTHON to an interpreter that has sidecar/requirements.txt installed`,
+      `the sidecar's Python environment ${venv} does not exist: ${setupCommand(root)} makes it; or pass { python } / set LORAPORT_PYTHON to an interpreter that has sidecar/requirements.txt installed`,
       venv, undefined, {});
   }
   return { python: venv, source: `the project's environment (${join(root, ".venv")})` };
@@ -44,7 +49,7 @@ export function choosePython(explicit: string | undefined, root: string): Python
  * the sidecar imports (raw Python would print a `ModuleNotFoundError` traceback). Undefined for other failures.
  */
 export function environmentProblem(choice: PythonChoice, root: string, spawnError: string | undefined, info: ExitInfo | undefined): SidecarEnvironmentError | undefined {
-  const fix = `\`npm run setup\` (in ${root}) makes the sidecar's environment in ${join(root, ".venv")}; or pass { python } / set LORAPORT_PYTHON to an interpreter with sidecar/requirements.txt installed`;
+  const fix = `${setupCommand(root)} makes the sidecar's environment in ${join(root, ".venv")}; or pass { python } / set LORAPORT_PYTHON to an interpreter with sidecar/requirements.txt installed`;
   const tried = `${choice.python} (from ${choice.source})`;
   if (spawnError !== undefined && /ENOENT|EACCES/.test(spawnError)) {
     return new SidecarEnvironmentError(`cannot run the sidecar's Python: ${tried} ${/EACCES/.test(spawnError) ? "is not executable" : "does not exist"}. ${fix}`, choice.python, undefined, {});
