@@ -213,6 +213,31 @@ export class SidecarEnvironmentError extends SidecarExitedError {
   }
 }
 
+// ---- limits and outputs (formats) -------------------------------------------------------------
+
+/** A file would make a reader exceed its budget (memory, operations, nesting); `limit` names the `ReadLimits` field to raise. */
+export class ReadLimitError extends FormatError {
+  /** The `ReadLimits` field that was exceeded, e.g. `bytesPerFileByte`. */
+  readonly limit: string;
+  constructor(file: string, message: string, limit: string) {
+    super(file, message, { code: "E_READ_LIMIT" });
+    this.limit = limit;
+  }
+}
+
+/** An output file could not be written (no space, a folder in the way, missing parent, permissions). */
+export class OutputWriteError extends LoraportError {
+  /** The output path that could not be written. */
+  readonly output: string;
+  /** The operating system's error code (`ENOSPC`, `EISDIR`, ...), when there was one. */
+  readonly osCode: string | undefined;
+  constructor(output: string, reason: string, osCode?: string, options?: ErrorOptions) {
+    super("E_OUTPUT_WRITE", `cannot write ${output}: ${reason}`, options);
+    this.output = output;
+    this.osCode = osCode;
+  }
+}
+
 /** A distributed (torch engine) training run failed: a rank died or raised; the message names the rank and the last intact checkpoint. */
 export class DistributedTrainingError extends LoraportError {
   /** The rank that failed first, when torchrun reported it. */

@@ -6,3 +6,4 @@ export { detectFormat, type WeightsFormat } from "./detect.js";
 export { summariseWeights, type WeightsSummary } from "./summary.js";
 export { convertTorchToSafetensors, type TorchToSafetensorsResult } from "./convert.js";
 export { mmapAvailable } from "./mmap.js";
+export { DEFAULT_READ_LIMITS, ReadBudget, type ReadLimits, type ReadOptions } from "./limits.js";

@@ -2,15 +2,19 @@
 import { FormatError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { detectFormat } from "./detect.js";
+import type { ReadOptions } from "./limits.js";
 import { openSafetensorsModel } from "./safetensors/sharded.js";
 import { LEGACY_TORCH_ADVICE, readTorchCheckpoint } from "./torch/checkpoint.js";
 
-/** A state dict from a safetensors file or model folder, or a torch.save zip checkpoint (chosen by content). */
-export async function loadStateDict(path: string): Promise<Map<string, Tensor>> {
+/**
+ * A state dict from a safetensors file or model folder, or a torch.save zip checkpoint (chosen by content).
+ * `options.limits` raises the read budgets (formats/limits.ts) for trusted files.
+ */
+export async function loadStateDict(path: string, options: ReadOptions = {}): Promise<Map<string, Tensor>> {
   const format = await detectFormat(path);
   switch (format) {
     case "safetensors": {
-      const src = await openSafetensorsModel(path);
+      const src = await openSafetensorsModel(path, options);
       try {
         const out = new Map<string, Tensor>();
         for (const name of src.names) out.set(name, await src.read(name));
@@ -20,7 +24,7 @@ export async function loadStateDict(path: string): Promise<Map<string, Tensor>> 
       }
     }
     case "torch":
-      return (await readTorchCheckpoint(path)).tensors;
+      return (await readTorchCheckpoint(path, options)).tensors;
     case "torch-legacy":
       throw new FormatError(path, LEGACY_TORCH_ADVICE);
     default:

@@ -2,6 +2,7 @@
 import { FormatError } from "../errors.js";
 import type { DType } from "../tensor/dtype.js";
 import { detectFormat } from "./detect.js";
+import type { ReadOptions } from "./limits.js";
 import { openSafetensorsModel } from "./safetensors/sharded.js";
 import { LEGACY_TORCH_ADVICE, readTorchCheckpoint } from "./torch/checkpoint.js";
 
@@ -14,11 +15,11 @@ export interface WeightsSummary {
 }
 
 /** Summarise a safetensors file, a (sharded) model folder or index, or a torch.save checkpoint. */
-export async function summariseWeights(path: string): Promise<WeightsSummary> {
+export async function summariseWeights(path: string, options: ReadOptions = {}): Promise<WeightsSummary> {
   const format = await detectFormat(path);
   if (format === "safetensors") {
     // Header only: no tensor data is read.
-    const src = await openSafetensorsModel(path);
+    const src = await openSafetensorsModel(path, options);
     try {
       const tensors = src.names.map((name) => {
         const e = src.entry(name)!;
@@ -30,7 +31,7 @@ export async function summariseWeights(path: string): Promise<WeightsSummary> {
     }
   }
   if (format === "torch") {
-    const { tensors } = await readTorchCheckpoint(path);
+    const { tensors } = await readTorchCheckpoint(path, options);
     return {
       format,
       tensors: [...tensors].map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape], byteLength: t.data.byteLength })),

@@ -9,6 +9,7 @@ import { FileMissingError, FormatError } from "../../errors.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { fromBytes } from "../../tensor/tensor-impl.js";
 import { readExactly, readExactlySync } from "../atomic-file.js";
+import { ReadBudget, type ReadOptions } from "../limits.js";
 import { mapRanges, mmapAvailable } from "../mmap.js";
 import { headerLength, parseHeader, type ParsedHeader, type SafetensorsEntry } from "./header.js";
 
@@ -37,18 +38,18 @@ function openError(path: string, err: unknown): Error {
 }
 
 /** Read and validate the length prefix and JSON header. */
-async function readHeader(fh: FileHandle, path: string): Promise<ParsedHeader & { fileSize: number }> {
+async function readHeader(fh: FileHandle, path: string, options: ReadOptions): Promise<ParsedHeader & { fileSize: number }> {
   const { size } = await fh.stat();
   if (size < 8) throw new FormatError(path, `not a safetensors file: ${size} bytes, shorter than the 8-byte header length`);
   const n = headerLength(path, await readExactly(fh, 0, 8, path), size);
-  return { ...parseHeader(path, await readExactly(fh, 8, n, path), size), fileSize: size };
+  return { ...parseHeader(path, await readExactly(fh, 8, n, path), size, new ReadBudget(path, size, options.limits)), fileSize: size };
 }
 
 /** Open one safetensors file; the header is validated before this resolves. */
-export async function openSafetensors(path: string): Promise<TensorSource> {
+export async function openSafetensors(path: string, options: ReadOptions = {}): Promise<TensorSource> {
   const fh = await openFileForReading(path);
   try {
-    const header = await readHeader(fh, path);
+    const header = await readHeader(fh, path, options);
     return new FileSource(path, fh, header.entries, header.metadata);
   } catch (err) {
     await fh.close();
@@ -96,7 +97,7 @@ const ONE_READ_BYTES = 256 << 20;
 /** Files with more tensor data than this are memory-mapped (when the native helper is built), tensor by tensor. */
 export const MMAP_MIN_BYTES = 16 << 20;
 
-export interface ReadSafetensorsOptions {
+export interface ReadSafetensorsOptions extends ReadOptions {
   /**
    * Map each tensor's bytes from the file (copy-on-write) instead of copying them into memory: the default for
    * files with more than 16 MiB of tensor data where loraport's native helper is built (see `formats/mmap.ts`).
@@ -112,12 +113,12 @@ export interface ReadSafetensorsOptions {
  */
 export async function readSafetensors(path: string, options: ReadSafetensorsOptions = {}): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
   if (options.mmap !== false && mmapAvailable()) {
-    const mapped = readMapped(path, options.mmap === true);
+    const mapped = readMapped(path, options.mmap === true, options);
     if (mapped) return mapped;
   }
   const fh = await openFileForReading(path);
   try {
-    const { entries, metadata, dataStart, fileSize: size } = await readHeader(fh, path);
+    const { entries, metadata, dataStart, fileSize: size } = await readHeader(fh, path, options);
     const tensors = new Map<string, Tensor>();
     const dataBytes = size - dataStart;
     if (dataBytes <= ONE_READ_BYTES) {
@@ -138,7 +139,7 @@ export async function readSafetensors(path: string, options: ReadSafetensorsOpti
  * call costs a thread-pool round trip), then one mapping per tensor. Undefined when the file is too small to be
  * worth mapping and `force` is false.
  */
-function readMapped(path: string, force: boolean): { tensors: Map<string, Tensor>; metadata: Record<string, string> } | undefined {
+function readMapped(path: string, force: boolean, options: ReadOptions): { tensors: Map<string, Tensor>; metadata: Record<string, string> } | undefined {
   let fd: number;
   try {
     fd = openSync(path, "r");
@@ -149,7 +150,7 @@ function readMapped(path: string, force: boolean): { tensors: Map<string, Tensor
     const size = fstatSync(fd).size;
     if (size < 8) throw new FormatError(path, `not a safetensors file: ${size} bytes, shorter than the 8-byte header length`);
     const n = headerLength(path, readExactlySync(fd, 0, 8, path), size);
-    const { entries, metadata, dataStart } = parseHeader(path, readExactlySync(fd, 8, n, path), size);
+    const { entries, metadata, dataStart } = parseHeader(path, readExactlySync(fd, 8, n, path), size, new ReadBudget(path, size, options.limits));
     if (!force && size - dataStart <= MMAP_MIN_BYTES) return undefined;
     const tensors = new Map<string, Tensor>();
     const mapped = mapRanges(path, entries.map((e) => [e.byteOffset, e.byteLength] as const))!;

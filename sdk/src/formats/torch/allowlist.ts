@@ -7,6 +7,7 @@
  */
 import { FormatError, UnsafePickleError } from "../../errors.js";
 import { TORCH_TO_DTYPE, type DType } from "../../tensor/dtype.js";
+import { ReadBudget } from "../limits.js";
 import { describe, type PickleHooks } from "./pickle.js";
 
 /** torch 2.13 `torch._weights_only_unpickler._get_allowed_globals()`, keys only (checked against torch in the tests). */
@@ -82,7 +83,7 @@ const LEGACY_STORAGE_DTYPES: Readonly<Record<string, DType>> = {
 };
 
 /** Hooks for `unpickle` that admit what torch's weights_only loader admits, as plain data. */
-export function torchPickleHooks(file: string): PickleHooks & { storages: Map<string, StorageRef> } {
+export function torchPickleHooks(file: string, budget: ReadBudget = new ReadBudget(file, 0)): PickleHooks & { storages: Map<string, StorageRef> } {
   const bad = (msg: string): never => {
     throw new FormatError(file, `torch checkpoint: ${msg}`);
   };
@@ -92,7 +93,7 @@ export function torchPickleHooks(file: string): PickleHooks & { storages: Map<st
   const storages = new Map<string, StorageRef>();
 
   const int = (v: unknown, what: string): number => {
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) bad(`${what} is ${String(v)}, expected a non-negative integer`);
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) bad(`${what} is ${typeof v === "number" ? v : `a ${describe(v)}`}, expected a non-negative integer`);
     return v as number;
   };
   const ints = (v: unknown, what: string): number[] => {
@@ -121,20 +122,39 @@ export function torchPickleHooks(file: string): PickleHooks & { storages: Map<st
   };
   const pairs = (v: unknown): Array<[unknown, unknown]> => {
     if (v === undefined) return [];
-    if (v instanceof Map) return [...v];
+    if (v instanceof Map) return copied(v.size, "OrderedDict", () => [...v]);
     if (!Array.isArray(v)) return bad(`OrderedDict(${describe(v)})`);
-    return v.map((p) => (Array.isArray(p) && p.length === 2 ? [p[0], p[1]] : bad("OrderedDict items must be pairs")));
+    return copied(v.length, "OrderedDict", () => v.map((p) => (Array.isArray(p) && p.length === 2 ? [p[0], p[1]] : bad("OrderedDict items must be pairs"))));
+  };
+  // A REDUCE can copy a memoised container many times for a few bytes each: every copy is charged.
+  const copied = <T>(n: number, what: string, make: () => T): T => {
+    budget.step(n, () => `${what} copy`);
+    budget.charge(64 + 48 * n, `${what} copy`);
+    return make();
+  };
+  // Device and layout names are short strings (or an index); anything else is refused, not stringified (a deep
+  // tuple stringifies recursively).
+  const name = (v: unknown, what: string): string => {
+    if (typeof v === "string" && v.length <= 256) return v;
+    if (typeof v === "number" && Number.isSafeInteger(v)) return String(v);
+    return bad(`${what} is a ${describe(v)}, expected a short string`);
   };
 
   const fns: Record<string, (args: readonly unknown[]) => unknown> = {
     "collections.OrderedDict": (a) => new Map(pairs(a[0])),
-    "collections.Counter": (a) => new Map(a[0] instanceof Map ? a[0] : []),
-    "builtins.set": (a) => new Set(Array.isArray(a[0]) ? a[0] : []),
-    "builtins.bytearray": (a) => (a[0] instanceof Uint8Array ? a[0].slice() : new Uint8Array(0)),
+    "collections.Counter": (a) => (a[0] instanceof Map ? copied(a[0].size, "Counter", () => new Map(a[0] as Map<unknown, unknown>)) : new Map()),
+    "builtins.set": (a) => (Array.isArray(a[0]) ? copied(a[0].length, "set", () => new Set(a[0] as unknown[])) : new Set()),
+    "builtins.bytearray": (a) => {
+      if (!(a[0] instanceof Uint8Array)) return new Uint8Array(0);
+      budget.charge(64 + a[0].byteLength, "bytearray copy");
+      return a[0].slice();
+    },
     "_codecs.encode": (a) => {
       // Protocol 2 writes bytes as _codecs.encode(latin-1 text, "latin1").
       const [text, enc] = a;
-      if (typeof text !== "string" || (enc !== "latin1" && enc !== "latin-1")) return bad(`_codecs.encode(${describe(text)}, ${String(enc)}) is not latin-1 bytes`);
+      if (typeof text !== "string" || (enc !== "latin1" && enc !== "latin-1")) return bad(`_codecs.encode(${describe(text)}, ${describe(enc)}) is not latin-1 bytes`);
+      budget.step(text.length, () => "_codecs.encode");
+      budget.charge(64 + text.length, "_codecs.encode bytes");
       const out = new Uint8Array(text.length);
       for (let i = 0; i < text.length; i++) {
         const c = text.charCodeAt(i);
@@ -144,8 +164,8 @@ export function torchPickleHooks(file: string): PickleHooks & { storages: Map<st
       return out;
     },
     "torch.Size": (a) => Object.freeze(ints(a[0] ?? [], "torch.Size")),
-    "torch.device": (a) => (a.length > 1 ? `${String(a[0])}:${String(a[1])}` : String(a[0])),
-    "torch.serialization._get_layout": (a) => String(a[0]),
+    "torch.device": (a) => (a.length > 1 ? `${name(a[0], "torch.device type")}:${name(a[1], "torch.device index")}` : name(a[0], "torch.device")),
+    "torch.serialization._get_layout": (a) => name(a[0], "tensor layout"),
     "torch._utils._rebuild_tensor": (a) => rebuild("_rebuild_tensor", a[0], a[1], a[2], a[3]),
     "torch._utils._rebuild_tensor_v2": (a) => rebuild("_rebuild_tensor_v2", a[0], a[1], a[2], a[3]),
     "torch._utils._rebuild_tensor_v3": (a) => rebuild("_rebuild_tensor_v3", a[0], a[1], a[2], a[3], a[6]),
@@ -204,7 +224,7 @@ export function torchPickleHooks(file: string): PickleHooks & { storages: Map<st
       const [, cls, rawKey, location, numel] = pid as unknown[];
       if (!(cls instanceof StorageClass)) return bad(`persistent id names a ${describe(cls)}, not a storage class`);
       const key = rawKey instanceof Uint8Array ? new TextDecoder().decode(rawKey) : rawKey;
-      if (typeof key !== "string" || !/^[\w.-]{1,256}$/.test(key)) return bad(`storage key ${String(key)} is not a plain name`);
+      if (typeof key !== "string" || !/^[\w.-]{1,256}$/.test(key)) return bad(`storage key ${typeof key === "string" ? JSON.stringify(key.slice(0, 64)) : `(a ${describe(key)})`} is not a plain name`);
       const loc = location instanceof Uint8Array ? new TextDecoder().decode(location) : location;
       if (typeof loc !== "string") return bad(`storage ${key}: location is a ${describe(loc)}`);
       const n = int(numel, `storage ${key} element count`);

@@ -1,16 +1,20 @@
 /**
  * Turning a pickled tensor description (storage, offset, size, stride) into a dense C-contiguous Tensor.
- * Bounds are checked against the storage first, so a hostile size/stride cannot read outside it.
+ * Bounds are checked against the storage first, so a hostile size/stride cannot read outside it. A contiguous
+ * view shares its storage's bytes, as torch.load shares storages (many views of one storage cost nothing more);
+ * a strided one (transposed, expanded with stride 0, overlapping) must be copied into a dense buffer, and that
+ * copy is charged to the file's budget before it is allocated.
  */
 import { FormatError } from "../../errors.js";
 import { itemsize } from "../../tensor/dtype.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { fromBytes, numel } from "../../tensor/tensor-impl.js";
 import { checkAllocatable } from "../atomic-file.js";
+import { ReadBudget } from "../limits.js";
 import type { PendingTensor } from "./allowlist.js";
 
 /** `storage` holds the storage's bytes (8-byte aligned, offset 0). */
-export function materialise(file: string, where: string, p: PendingTensor, storage: Uint8Array): Tensor {
+export function materialise(file: string, where: string, p: PendingTensor, storage: Uint8Array, budget: ReadBudget = new ReadBudget(file, storage.byteLength)): Tensor {
   const es = itemsize(p.dtype);
   const storageElems = Math.floor(storage.byteLength / es);
   let n: number;
@@ -27,12 +31,9 @@ export function materialise(file: string, where: string, p: PendingTensor, stora
   if (!Number.isSafeInteger(last) || last >= storageElems) {
     throw new FormatError(file, `${where}: view (offset ${p.offset}, size [${p.size.join(", ")}], stride [${p.stride.join(", ")}]) reaches element ${last} of a storage with ${storageElems}`);
   }
-  if (isContiguous(p.size, p.stride)) {
-    const bytes = storage.subarray(p.offset * es, (p.offset + n) * es);
-    // A view of the whole storage shares its buffer (as torch.load shares storages); a part is copied so that
-    // the result does not pin a larger storage in memory.
-    return fromBytes(p.dtype, p.size, n === storageElems ? bytes : bytes.slice());
-  }
+  if (isContiguous(p.size, p.stride)) return fromBytes(p.dtype, p.size, storage.subarray(p.offset * es, (p.offset + n) * es));
+  budget.charge(n * es, `${where}: a dense copy of a strided view [${p.size.join(", ")}] (stride [${p.stride.join(", ")}])`);
+  budget.step(n, () => `${where}: copying a strided view`);
   return fromBytes(p.dtype, p.size, gather(storage, es, p.offset, p.size, p.stride, n));
 }
 

@@ -2,12 +2,14 @@
  * A pickle virtual machine that executes nothing: every GLOBAL, REDUCE, NEWOBJ, BUILD and persistent id
  * goes through caller-supplied hooks (the torch allowlist), so a hostile pickle can only build plain data.
  * Protocols 2–4 (what torch.save writes, plus the binary opcodes of later protocols). Lengths, memo size,
- * stack size and nesting are bounded.
+ * stack size and nesting are bounded, and every value built is charged to the file's `ReadBudget` (bytes and
+ * operations) before it is built, so a small pickle cannot make large work.
  *
  * Values: None → null, bool, int → number (bigint past 2^53), float → number, str → string,
  * bytes → Uint8Array, list → array, tuple → frozen array, dict → Map, set/frozenset → Set.
  */
 import { FormatError } from "../../errors.js";
+import { ReadBudget } from "../limits.js";
 
 export interface PickleHooks {
   /** Resolve `module.name`; throws for anything not allowed. */
@@ -32,9 +34,39 @@ export const DEFAULT_LIMITS: PickleLimits = { maxStack: 10_000_000, maxMemo: 10_
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, limits: PickleLimits = DEFAULT_LIMITS): unknown {
+/** Rough V8 costs, charged to the budget: a value slot, a new object, a Map/Set/memo entry. */
+const SLOT = 8;
+const OBJECT = 32;
+const ENTRY = 40;
+
+export function unpickle(
+  file: string,
+  bytes: Uint8Array,
+  hooks: PickleHooks,
+  limits: PickleLimits = DEFAULT_LIMITS,
+  budget: ReadBudget = new ReadBudget(file, bytes.byteLength),
+): unknown {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 0;
+  // Counted locally (one subtraction per opcode) and settled with the budget when it runs out or at the end.
+  let bytesLeft = budget.maxBytes - budget.bytesUsed;
+  let opsLeft = budget.maxOps - budget.opsUsed;
+  let spentBytes = 0;
+  let spentOps = 0;
+  const settle = () => {
+    budget.charge(spentBytes, "pickle objects");
+    budget.step(spentOps, () => `pickle (at byte ${pos})`);
+    spentBytes = 0;
+    spentOps = 0;
+  };
+  const cost = (n: number) => {
+    spentBytes += n;
+    if ((bytesLeft -= n) < 0) settle();
+  };
+  const work = (n: number) => {
+    spentOps += n;
+    if ((opsLeft -= n) < 0) settle();
+  };
   let stack: unknown[] = [];
   const marks: unknown[][] = [];
   const memo = new Map<number, unknown>();
@@ -57,8 +89,14 @@ export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, li
     return Number(v);
   };
   const take = (n: number) => bytes.subarray(need(n), pos);
-  const str = (n: number): string => {
+  const bytesValue = (n: number) => {
     const raw = take(n);
+    cost(OBJECT * 2 + n);
+    return raw.slice();
+  };
+  const str = (n: number): string => {
+    const raw = take(n); // bounds first: a length past the end is "truncated", not a budget matter
+    cost(OBJECT + 2 * n);
     try {
       return utf8.decode(raw);
     } catch {
@@ -74,6 +112,7 @@ export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, li
   };
   const push = (v: unknown) => {
     if (stack.length >= limits.maxStack) fail(`stack deeper than ${limits.maxStack}`);
+    cost(SLOT);
     stack.push(v);
   };
   const pop = (): unknown => {
@@ -92,7 +131,10 @@ export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, li
     return items;
   };
   const put = (i: number) => {
-    if (!memo.has(i) && memo.size >= limits.maxMemo) fail(`memo larger than ${limits.maxMemo}`);
+    if (!memo.has(i)) {
+      if (memo.size >= limits.maxMemo) fail(`memo larger than ${limits.maxMemo}`);
+      cost(ENTRY);
+    }
     memo.set(i, top());
   };
   const get = (i: number) => {
@@ -111,13 +153,27 @@ export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, li
     if (!(v instanceof Set)) fail(`${op} on a ${describe(v)}, expected a set`);
     return v as Set<unknown>;
   };
-  const tuple = (items: unknown[]) => Object.freeze(items);
+  const tuple = (items: unknown[]) => {
+    work(items.length);
+    cost(OBJECT);
+    return Object.freeze(items);
+  };
   const setItems = (d: Map<unknown, unknown>, items: unknown[]) => {
     if (items.length % 2) fail("SETITEMS with an odd number of items");
+    work(items.length);
+    cost(ENTRY * (items.length / 2));
     for (let i = 0; i < items.length; i += 2) d.set(key(items[i]), items[i + 1]);
+  };
+  // One item at a time: `push(...items)` overflows the call stack for a few hundred thousand items.
+  const appendAll = (list: unknown[], items: unknown[]) => {
+    work(items.length);
+    cost(SLOT * items.length);
+    for (let i = 0; i < items.length; i++) list.push(items[i]);
   };
 
   for (;;) {
+    if (--opsLeft < 0) settle();
+    spentOps++;
     const op = u8();
     switch (op) {
       case 0x80: // PROTO
@@ -128,9 +184,11 @@ export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, li
         break;
       case 0x2e: // STOP
         if (marks.length) fail("STOP inside an unclosed MARK");
+        settle();
         return pop();
       case 0x28: // MARK
         if (marks.length >= limits.maxMarks) fail(`more than ${limits.maxMarks} nested MARKs`);
+        cost(OBJECT);
         marks.push(stack);
         stack = [];
         break;
@@ -143,39 +201,47 @@ export function unpickle(file: string, bytes: Uint8Array, hooks: PickleHooks, li
       case 0x4a: push(dv.getInt32(need(4), true)); break; // BININT
       case 0x4b: push(u8()); break; // BININT1
       case 0x4d: push(u16()); break; // BININT2
-      case 0x8a: push(decodeLong(take(u8()))); break; // LONG1
+      case 0x8a: { const n = u8(); cost(OBJECT + n); push(decodeLong(take(n))); break; } // LONG1
       case 0x8b: { // LONG4
         const n = dv.getInt32(need(4), true);
         if (n < 0 || n > 4096) fail(`LONG4 of ${n} bytes`);
+        cost(OBJECT + n);
         push(decodeLong(take(n)));
         break;
       }
-      case 0x47: push(dv.getFloat64(need(8), false)); break; // BINFLOAT (big-endian)
+      case 0x47: cost(16); push(dv.getFloat64(need(8), false)); break; // BINFLOAT (big-endian), a heap number
       case 0x58: push(str(u32())); break; // BINUNICODE
       case 0x8c: push(str(u8())); break; // SHORT_BINUNICODE
       case 0x8d: push(str(u64())); break; // BINUNICODE8
       // BINSTRING / SHORT_BINSTRING (Python 2 str): decoded as UTF-8 text, as torch.load's default encoding does.
       case 0x54: push(str(dv.getInt32(need(4), true))); break;
       case 0x55: push(str(u8())); break;
-      case 0x42: push(take(u32()).slice()); break; // BINBYTES
-      case 0x43: push(take(u8()).slice()); break; // SHORT_BINBYTES
-      case 0x8e: push(take(u64()).slice()); break; // BINBYTES8
+      case 0x42: push(bytesValue(u32())); break; // BINBYTES
+      case 0x43: push(bytesValue(u8())); break; // SHORT_BINBYTES
+      case 0x8e: push(bytesValue(u64())); break; // BINBYTES8
       case 0x29: push(tuple([])); break; // EMPTY_TUPLE
       case 0x74: push(tuple(popMark())); break; // TUPLE
       case 0x85: push(tuple([pop()])); break; // TUPLE1
       case 0x86: { const b = pop(), a = pop(); push(tuple([a, b])); break; } // TUPLE2
       case 0x87: { const c = pop(), b = pop(), a = pop(); push(tuple([a, b, c])); break; } // TUPLE3
-      case 0x5d: push([]); break; // EMPTY_LIST
-      case 0x6c: push(popMark()); break; // LIST
-      case 0x61: { const v = pop(); asList(top(), "APPEND").push(v); break; } // APPEND
-      case 0x65: { const items = popMark(); asList(top(), "APPENDS").push(...items); break; } // APPENDS
-      case 0x7d: push(new Map()); break; // EMPTY_DICT
-      case 0x64: { const m = new Map(); setItems(m, popMark()); push(m); break; } // DICT
-      case 0x73: { const v = pop(), k = pop(); asMap(top(), "SETITEM").set(key(k), v); break; } // SETITEM
+      case 0x5d: cost(OBJECT); push([]); break; // EMPTY_LIST
+      case 0x6c: { const items = popMark(); work(items.length); cost(OBJECT); push(items); break; } // LIST
+      case 0x61: { const v = pop(); cost(SLOT); asList(top(), "APPEND").push(v); break; } // APPEND
+      case 0x65: { const items = popMark(); appendAll(asList(top(), "APPENDS"), items); break; } // APPENDS
+      case 0x7d: cost(OBJECT); push(new Map()); break; // EMPTY_DICT
+      case 0x64: { const m = new Map(); cost(OBJECT); setItems(m, popMark()); push(m); break; } // DICT
+      case 0x73: { const v = pop(), k = pop(); cost(ENTRY); asMap(top(), "SETITEM").set(key(k), v); break; } // SETITEM
       case 0x75: { const items = popMark(); setItems(asMap(top(), "SETITEMS"), items); break; } // SETITEMS
-      case 0x8f: push(new Set()); break; // EMPTY_SET
-      case 0x90: { const items = popMark(); const s = asSet(top(), "ADDITEMS"); for (const i of items) s.add(i); break; } // ADDITEMS
-      case 0x91: push(new Set(popMark())); break; // FROZENSET
+      case 0x8f: cost(OBJECT); push(new Set()); break; // EMPTY_SET
+      case 0x90: { // ADDITEMS
+        const items = popMark();
+        const s = asSet(top(), "ADDITEMS");
+        work(items.length);
+        cost(ENTRY * items.length);
+        for (const i of items) s.add(i);
+        break;
+      }
+      case 0x91: { const items = popMark(); work(items.length); cost(OBJECT + ENTRY * items.length); push(new Set(items)); break; } // FROZENSET
       case 0x68: push(get(u8())); break; // BINGET
       case 0x6a: push(get(u32())); break; // LONG_BINGET
       case 0x71: put(u8()); break; // BINPUT

@@ -1,12 +1,15 @@
 /**
  * A small, strict zip reader for torch.save archives: the central directory (zip64 included) is read and
  * every offset and length checked against the file before use. Stored entries are read by offset;
- * deflated ones are inflated with node:zlib and CRC-checked. Nothing is extracted to disk.
+ * deflated ones are inflated with node:zlib and CRC-checked. Nothing is extracted to disk. Every entry's
+ * declared size is charged to the file's `ReadBudget` before it is read or inflated (zip bombs, and several
+ * directory entries pointing at the same data, cost their full size up front).
  */
 import type { FileHandle } from "node:fs/promises";
 import { crc32, inflateRawSync } from "node:zlib";
 import { FormatError } from "../../errors.js";
 import { readExactly } from "../atomic-file.js";
+import { ReadBudget } from "../limits.js";
 
 export interface ZipEntry {
   readonly name: string;
@@ -33,9 +36,10 @@ export class ZipArchive {
     private readonly fh: FileHandle,
     readonly entries: ReadonlyMap<string, ZipEntry>,
     private readonly fileSize: number,
+    private readonly budget: ReadBudget,
   ) {}
 
-  static async open(file: string, fh: FileHandle, fileSize: number): Promise<ZipArchive> {
+  static async open(file: string, fh: FileHandle, fileSize: number, budget: ReadBudget = new ReadBudget(file, fileSize)): Promise<ZipArchive> {
     const bad = (msg: string): never => {
       throw new FormatError(file, `bad zip archive: ${msg}`);
     };
@@ -113,10 +117,11 @@ export class ZipArchive {
       if (method === 0 && compressedSize !== size) bad(`stored entry '${name}' has compressed size ${compressedSize} != size ${size}`);
       if (localOffset + 30 + compressedSize > cdOffset) bad(`entry '${name}' (offset ${localOffset}, ${compressedSize} bytes) overlaps the central directory`);
       if (entries.has(name)) bad(`entry '${name}' appears twice`);
+      budget.charge(128 + 2 * nameLen, "a zip directory entry");
       entries.set(name, { name, method, compressedSize, size, crc, localOffset });
       p = end;
     }
-    return new ZipArchive(file, fh, entries, fileSize);
+    return new ZipArchive(file, fh, entries, fileSize, budget);
   }
 
   /** Where an entry's data starts (after its local header), checked against the file. */
@@ -133,6 +138,8 @@ export class ZipArchive {
   /** The entry's bytes, in a fresh 8-byte-aligned buffer. `maxSize` bounds what a hostile header can make us allocate. */
   async read(entry: ZipEntry, maxSize = Number.MAX_SAFE_INTEGER): Promise<Uint8Array> {
     if (entry.size > maxSize) throw new FormatError(this.file, `zip entry '${entry.name}' is ${entry.size} bytes, more than the ${maxSize} allowed`);
+    // Inflating needs the output and an aligned copy of it; a stored entry only its bytes.
+    this.budget.charge(entry.method === 0 ? entry.size : entry.compressedSize + 2 * entry.size, `zip entry '${entry.name}' (${entry.size} bytes)`);
     const start = await this.dataOffset(entry);
     const raw = await readExactly(this.fh, start, entry.compressedSize, this.file);
     if (entry.method === 0) return raw;
