@@ -89,6 +89,7 @@ export class TorchTrainer {
   readonly #dir: string;
   readonly #ownDir: boolean;
   #adapterDir: string | undefined;
+  #peakRss: number[] | undefined;
   #step = 0;
   #used = false;
   #closed = false;
@@ -121,6 +122,11 @@ export class TorchTrainer {
   /** Optimizer steps taken (after a fit: the checkpoint's step plus this fit's). */
   get step(): number {
     return this.#step;
+  }
+
+  /** Each rank's peak resident memory (MiB) in the last finished fit. */
+  get peakRssMiB(): readonly number[] | undefined {
+    return this.#peakRss;
   }
 
   /** The run folder (config, data, events, `events.jsonl.torchrun.log`). */
@@ -214,6 +220,7 @@ export class TorchTrainer {
       child.on("close", (code, signal) => {
         options.signal?.removeEventListener("abort", onAbort);
         if (final?.type === "done") {
+          if (Array.isArray(final["peakRssMiB"])) this.#peakRss = final["peakRssMiB"] as number[];
           resolvePromise({ steps: history.length, history, evals: [], finalLoss: history.at(-1)?.loss ?? Number.NaN });
           return;
         }

@@ -147,7 +147,17 @@ class Trainer:
             if os.environ.get("LORAPORT_TEST_STALL_AFTER_STEP") == str(done):
                 time.sleep(3600)  # tests: hold the run here so a rank can be killed at a known step
         self.save_adapter()
-        self.events.emit("done", steps=self.step - self.fit_start, step=self.step, out=os.path.abspath(cfg.out))
+        self.events.emit("done", steps=self.step - self.fit_start, step=self.step, out=os.path.abspath(cfg.out), peakRssMiB=self._peak_rss())
+
+    def _peak_rss(self) -> list[float]:
+        """Each rank's peak resident memory (MiB), for the bench."""
+        import resource
+        mine = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0], dtype=torch.float64)  # KiB on Linux
+        if self.world == 1:
+            return [float(mine)]
+        every = [torch.zeros_like(mine) for _ in range(self.world)]
+        dist.all_gather(every, mine)
+        return [round(float(x), 1) for x in every]
 
 
 def main(argv: list[str] | None = None) -> int:
