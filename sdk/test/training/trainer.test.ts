@@ -8,7 +8,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CancelledError, FileMissingError, LoraportError } from "../../src/errors.js";
-import { learningRate, readTrainCheckpoint as readCheckpoint, Trainer, type TrainExample } from "../../src/training/index.js";
+import { learningRate, readTrainCheckpoint as readCheckpoint, TorchTrainer, Trainer, type TrainExample } from "../../src/training/index.js";
+import { readSafetensors } from "../../src/formats/safetensors/index.js";
 import { run as runCli } from "../../src/cli/main.js";
 import { readTrainManifest } from "../../src/training/manifest.js";
 import { tokenizeTexts } from "../../src/training/tokenize.js";
@@ -130,6 +131,34 @@ describe("Trainer (tiny GPT-2, LoRA on c_attn and c_fc)", () => {
     const got = b.params();
     await b.close();
     for (const [key, w] of want) expect(Array.from(got.get(key)!.data as Float32Array)).toEqual(Array.from(w.data as Float32Array));
+  });
+
+  it("--engine torch with 1 process trains what --engine ort trains (the conformance case's tolerances: losses 1e-4, factors 1e-5)", async () => {
+    // Same initial adapter (the artifact's), data, order (shuffled, seed 3), schedule and accumulation; torch runs
+    // the PEFT model in eager PyTorch, ORT the exported graphs.
+    const data = seededExamples(18, VOCAB, 6);
+    // lr 2e-3: Adam turns fp32 rounding differences into factor differences proportional to lr (8e-6 at 5e-3 here).
+    const opts = { maxSteps: 4, batchSize: 2, gradientAccumulation: 2, lr: 2e-3, lrSchedule: { kind: "linear" as const, warmupSteps: 1 }, seed: 3 };
+    const ort = await Trainer.load(art, { executionProviders: ["cpu"] });
+    const ortLosses: number[] = [];
+    await ort.fit(data, { ...opts, onProgress: (e) => ortLosses.push(e.loss) });
+    const ortParams = ort.params();
+    await ort.close();
+    const torch = await TorchTrainer.load({ base: { builtin: "gpt2" }, adapter: join(art, "initial_adapter") });
+    const torchLosses: number[] = [];
+    await torch.fit(data, { ...opts, onProgress: (e) => torchLosses.push(e.loss) });
+    const out = join(tmp.dir, "torch-engine-adapter");
+    await torch.saveAdapter(out);
+    await torch.close();
+    const { tensors } = await readSafetensors(join(out, "adapter_model.safetensors"));
+    expect(torchLosses).toHaveLength(4);
+    const lossErr = Math.max(...torchLosses.map((l, i) => Math.abs(l - ortLosses[i]!)));
+    let factorErr = 0;
+    for (const [key, want] of ortParams) factorErr = Math.max(factorErr, errors(tensors.get(key)!.data as Float32Array, want.data as Float32Array).maxAbs);
+    console.log(`torch engine vs ORT engine, 4 steps: loss max abs ${lossErr.toExponential(2)}, factors max abs ${factorErr.toExponential(2)}`);
+    expect([...tensors.keys()].sort()).toEqual([...ortParams.keys()].sort());
+    expect(lossErr).toBeLessThanOrEqual(1e-4);
+    expect(factorErr).toBeLessThanOrEqual(1e-5);
   });
 
   it("learning-rate schedules equal transformers' get_*_schedule_with_warmup", () => {
