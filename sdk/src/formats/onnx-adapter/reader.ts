@@ -68,7 +68,8 @@ class FlatView {
 
 /** Decode a whole file held in memory. Parameter data are views into `bytes`. */
 export function decodeOnnxAdapter(bytes: Uint8Array, file = "<bytes>"): OnnxAdapterFile {
-  const fb = new FlatView(bytes, file);
+  // Declared with its type so TypeScript narrows after fb.fail(), which never returns.
+  const fb: FlatView = new FlatView(bytes, file);
   if (bytes.byteLength < 8) fb.fail(`${bytes.byteLength} bytes is too short for a FlatBuffer header`);
   const ident = new TextDecoder().decode(bytes.subarray(4, 8));
   if (ident !== FILE_IDENTIFIER) fb.fail(`file identifier '${ident.replace(/[^\x20-\x7e]/g, "?")}', expected '${FILE_IDENTIFIER}'`);
