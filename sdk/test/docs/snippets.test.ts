@@ -27,6 +27,8 @@ const TS_NOT_RUN: Record<string, string> = {
 const SH_NOT_RUN: ReadonlyArray<readonly [string, string]> = [
   ["npm run setup && npx loraport demo", "`npm test` runs the set-up first; the demo runs in sdk/test/cli/demo.test.ts"],
   ["npm test", "it is the suite this test is part of"],
+  ["npm install /path/to/loraport-0.1.0.tgz", "sdk/test/package/install.test.ts installs the packed tarball in a fresh project"],
+  ["npx loraport setup-python", "would install into this repository's .venv were it out of date; sdk/test/package runs it on the installed package"],
   ["npx loraport merge --base openai-community/gpt2-medium", "needs GPT-2 Medium from the Hub (1.4 GB; CI has no network); Hub ids are tested on a local cache in sdk/test/hub"],
   ["npx loraport merge --unmerge --base merged/", "unmerges the GPT-2 Medium merge above"],
   ["npx loraport export --base openai-community/gpt2-medium", "needs GPT-2 Medium from the Hub (as the merge)"],
