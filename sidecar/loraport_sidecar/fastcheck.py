@@ -63,7 +63,7 @@ def compile_schema(schema: Any) -> Check:
     if "type" in schema:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         preds = [_is_type(t) for t in types]
-        checks.append(lambda x: any(p(x) for p in preds))
+        checks.append(preds[0] if len(preds) == 1 else lambda x: any(p(x) for p in preds))
     if "const" in schema:
         c = schema["const"]
         checks.append(lambda x: _json_equal(x, c))
@@ -112,4 +112,11 @@ def compile_schema(schema: Any) -> Check:
         checks.append(lambda x: any(s(x) for s in subs))
     if len(checks) == 1:
         return checks[0]
-    return lambda x: all(c(x) for c in checks)
+    every = tuple(checks)
+
+    def all_of(x: Any) -> bool:  # a loop, not all(genexpr): this runs for every message (~3× faster)
+        for c in every:
+            if not c(x):
+                return False
+        return True
+    return all_of

@@ -216,13 +216,20 @@ class Server:
                             self._incoming(frames, bulk=s is self.bulk)
                     except Exception:  # the IO thread must survive anything a peer sends
                         log.exception("IO thread: unexpected error")
+                    # Asking is cheaper than a recv that raises zmq.Again (an exception per wake-up, per socket).
+                    try:
+                        if not s.get(zmq.EVENTS) & zmq.POLLIN:
+                            break
+                    except zmq.ZMQError:
+                        break
 
     def _send(self, ident: bytes, header: dict, frames: list | None = None, *, bulk: bool = False) -> None:
         sock = self.control
         if bulk and self.bulk is not None and ident in self._bulk_peers:
             sock, ident = self.bulk, self._bulk_peers[ident]
         try:
-            sock.send_multipart([ident, P.pack(header), *(frames or [])], copy=False)
+            # Replies without tensors are small: copying them is cheaper than zero-copy's bookkeeping.
+            sock.send_multipart([ident, P.pack(header), *(frames or [])], copy=not frames)
         except zmq.ZMQError as e:  # peer gone (ROUTER_MANDATORY): nobody to tell
             log.warning("reply to a gone peer dropped: %s", e)
 
