@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { LoraportError } from "../errors.js";
 import { packageRoot } from "../internal/package-root.js";
 import { COMMANDS } from "./commands/index.js";
+import { resolveModelOptions } from "./model-options.js";
 
 /**
  * Runs the CLI and returns the exit code. Errors become one line on stderr (no stack trace);
@@ -17,6 +18,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   for (const register of COMMANDS) register(program);
   markRequired(program);
+  // --base/--model may be Hub ids: resolved to folders before any command runs (model-options.ts).
+  program.hook("preAction", resolveModelOptions);
   try {
     await program.parseAsync([...argv], { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;

@@ -13,6 +13,7 @@ import { copyFile, mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:f
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CancelledError, DistributedTrainingError, FormatError, LoraportError, RuntimeError } from "../errors.js";
+import { resolveModelPath } from "../hub/resolve-model.js";
 import { choosePython, packageRoot } from "../bridge/internal/process.js";
 import { checkExample, type DataLimits, type TrainExample } from "./data.js";
 import type { TrainTask } from "./manifest.js";
@@ -103,6 +104,7 @@ export class TorchTrainer {
   }
 
   static async load(options: TorchTrainerOptions): Promise<TorchTrainer> {
+    if (typeof options.base === "string") options = { ...options, base: await resolveModelPath(options.base, { argument: "base" }) };
     positiveInt("nprocPerNode", options.nprocPerNode, 1);
     positiveInt("nnodes", options.nnodes, 1);
     if (options.strategy !== undefined && options.strategy !== "ddp" && options.strategy !== "fsdp") {
