@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { AdapterError, FormatError, LoraportError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { IO_CHUNK } from "../formats/atomic-file.js";
 import { openSafetensorsModel, type ModelSource } from "../formats/safetensors/index.js";
+import { resolveModelPath } from "../hub/resolve-model.js";
 import { assertOutputNotInput } from "../internal/output-guard.js";
 import type { ProgressCallback } from "../progress.js";
 import { castTo, fromBytes, isFloat, itemsize, numel, type DType, type Tensor } from "../tensor/index.js";
@@ -139,7 +140,7 @@ function planMerge(src: ModelSource, adapter: LoraAdapter): Plan {
  * single weights file when the base has one and `outPath` ends in `.safetensors`), a file for a `.safetensors` base.
  */
 export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath: string, options: MergeModelOptions = {}): Promise<MergeModelReport> {
-  const base = basePath;
+  const base = await resolveModelPath(basePath, { onProgress: options.onProgress });
   const src = await openSafetensorsModel(base);
   const handles = new FileHandles();
   try {
