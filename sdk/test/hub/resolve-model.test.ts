@@ -8,7 +8,7 @@ import { mkdirSync, existsSync, cpSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HubModelMissingError, hubCacheDir, openSafetensorsModel, parseHubId, resolveModelPath } from "../../src/index.js";
+import { ArgumentError, HubModelMissingError, hubCacheDir, mergeModel, openSafetensorsModel, parseHubId, readPeftAdapter, resolveModelPath } from "../../src/index.js";
 import { run } from "../../src/cli/main.js";
 import { runPython, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
@@ -98,6 +98,17 @@ describe("resolving from a local Hugging Face cache", () => {
     } finally {
       process.chdir(cwd);
     }
+  });
+
+  it("the API takes an id where it takes a model folder: mergeModel(id, ...)", async () => {
+    const report = await mergeModel(REPO, (await readPeftAdapter(adapter)).adapter, join(tmp.dir, "merged-api"));
+    expect(report.merged.length).toBeGreaterThan(0);
+  });
+
+  it("a model argument that is not a string is an ArgumentError naming it", async () => {
+    const err = await resolveModelPath(42 as unknown as string, { argument: "--base" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ArgumentError);
+    expect((err as Error).message).toMatch(/^--base: expected a model folder or a Hub id/);
   });
 
   it("the CLI takes --base <id>: merge reads the cached snapshot", async () => {
