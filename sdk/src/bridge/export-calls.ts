@@ -24,6 +24,11 @@ export interface ExportOnnxOptions extends CallOptions {
   readonly kvCache?: boolean;
   /** A folder whose tokenizer files are copied into the export (default: the base folder, or a handle's source folder). */
   readonly tokenizer?: string;
+  /**
+   * adapter-inputs: LoRA inputs get default values so ONNX Runtime's own `.onnx_adapter` mechanism (Python, C#, ORT
+   * GenAI) can set them (default false). onnxruntime-node ignores feeds for such inputs, so `LoraModel` refuses them.
+   */
+  readonly ortAdapterDefaults?: boolean;
 }
 
 export interface ExportTrainStepOptions extends CallOptions {
@@ -44,7 +49,7 @@ export interface ExportTrainStepOptions extends CallOptions {
 export type TrainStepModel = string | { readonly builtin: "gpt2" | "llama" | "roberta"; readonly config?: Record<string, unknown> };
 
 export function exportOnnxCall(model: string | ModelHandle, out: string, options: ExportOnnxOptions): { params: ExportOnnxParams; call: CallOptions } {
-  const { mode, targets, adapter, externalData, headInputs, kvCache, tokenizer, ...call } = options;
+  const { mode, targets, adapter, externalData, headInputs, kvCache, tokenizer, ortAdapterDefaults, ...call } = options;
   const params: ExportOnnxParams = {
     ...(typeof model === "string" ? { base: resolve(model) } : { handle: model.handle }),
     out: resolve(out),
@@ -54,6 +59,7 @@ export function exportOnnxCall(model: string | ModelHandle, out: string, options
     ...(externalData !== undefined ? { externalData } : {}),
     ...(headInputs !== undefined ? { headInputs: [...headInputs] } : {}),
     ...(kvCache !== undefined ? { kvCache } : {}),
+    ...(ortAdapterDefaults !== undefined ? { ortAdapterDefaults } : {}),
     ...(tokenizer !== undefined ? { tokenizer: resolve(tokenizer) } : {}),
   };
   return { params, call };

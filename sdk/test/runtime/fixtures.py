@@ -52,10 +52,11 @@ for name, s in spec["models"].items():
         adir = root / f"{name}-adapter{i}"
         pm.save_pretrained(str(adir))
         entry["adapters"][f"a{i}"] = {"dir": str(adir), "r": r, "logits": logits(pm), "paddedLogits": logits(pm, padded_mask)}
-    if s.get("loraDefaults") != "only":
+    # loraDefaults: True = also an export with LoRA input defaults, "only" = just that one, "none" = no export at all.
+    if s.get("loraDefaults") not in ("only", "none"):
         export_onnx(base_dir, root / f"{name}-ai", mode="adapter-inputs", targets=s["targets"])
         entry["adapterInputs"] = str(root / f"{name}-ai")
-    if s.get("loraDefaults"):
+    if s.get("loraDefaults") in (True, "only"):
         export_onnx(base_dir, root / f"{name}-ai-defaults", mode="adapter-inputs", targets=s["targets"], lora_defaults=True)
         entry["adapterInputsWithDefaults"] = str(root / f"{name}-ai-defaults")
     if s.get("merged"):

@@ -12,6 +12,9 @@ import { FormatError, UnsupportedFeatureError } from "../../src/errors.js";
 import { decodeOnnxAdapter, encodeOnnxAdapter, readOnnxAdapter } from "../../src/formats/onnx-adapter/index.js";
 import { LoraModel } from "../../src/runtime/lora-model.js";
 import { exportOnnxAdapter } from "../../src/runtime/onnx-adapter-export.js";
+import { registerConvert } from "../../src/cli/commands/convert.js";
+import { registerExport } from "../../src/cli/commands/export.js";
+import { runCli } from "../helpers/cli.js";
 import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
@@ -25,12 +28,14 @@ const SPEC = {
   paddedMask: [[1, 1, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]],
   models: {
     // rsLoRA on GPT-2 (Conv1D, fan_in_fan_out) and a RoBERTa SEQ_CLS adapter whose classifier is saved whole.
-    gpt2: { family: "gpt2", targets: ["c_attn", "c_proj"], adapters: [[8, 16, true]], loraDefaults: "only" },
+    // GPT-2's export is made by the CLI below (loraport export --ort-adapter-defaults), RoBERTa's by the Python exporter.
+    gpt2: { family: "gpt2", targets: ["c_attn", "c_proj"], adapters: [[8, 16, true]], loraDefaults: "none" },
     roberta: { family: "roberta", targets: ["query", "value"], adapters: [[4, 8, false, "SEQ_CLS"]], loraDefaults: "only" },
   },
 };
 
 interface Fixture {
+  base: string;
   /** The one export of each model: adapter-inputs with LoRA input defaults (what ORT's adapter mechanism needs). */
   adapterInputsWithDefaults: string;
   baseLogits: number[];
@@ -42,11 +47,14 @@ const tmp = tempDir("loraport-onnx-adapter-");
 afterAll(() => tmp.cleanup());
 let fx: Record<string, Fixture>;
 
-beforeAll(() => {
+beforeAll(async () => {
   const code = readFileSync(join(import.meta.dirname, "fixtures.py"), "utf8");
   const out = runPython(code, [tmp.dir, JSON.stringify(SPEC)]).trim().split("\n");
   fx = JSON.parse(out.at(-1)!) as Record<string, Fixture>;
-}, limit(300_000));
+  const gpt2 = fx["gpt2"]!;
+  gpt2.adapterInputsWithDefaults = join(tmp.dir, "gpt2-ai-defaults");
+  await runCli([registerExport], ["export", "--base", gpt2.base, "--out", gpt2.adapterInputsWithDefaults, "--targets", "c_attn,c_proj", "--ort-adapter-defaults", "--json"]);
+}, limit(400_000));
 
 function maxErr(got: ArrayLike<number>, want: readonly number[]): { abs: number; at: number } {
   expect(got.length).toBe(want.length);
@@ -76,6 +84,15 @@ describe.each(["gpt2", "roberta"])("%s: an .onnx_adapter run by Python onnxrunti
     expect(vsPeft.abs).toBeLessThan(TOL);
     // With no adapter active the defaults are the base model.
     expect(maxErr(runOrt(f.adapterInputsWithDefaults, "-").logits, f.baseLogits).abs).toBeLessThan(TOL);
+  });
+
+  it("loraport convert --to onnx-adapter writes the same file the API does", async () => {
+    const f = fx[name]!;
+    const file = join(tmp.dir, `${name}-cli.onnx_adapter`);
+    const out = JSON.parse(await runCli([registerConvert], ["convert", f.adapters["a0"]!.dir, "--to", "onnx-adapter", "--export", f.adapterInputsWithDefaults, "--out", file, "--json"])) as { to: string; parameters: number };
+    expect(out.to).toBe("onnx-adapter");
+    expect(readFileSync(file)).toEqual(readFileSync(join(tmp.dir, `${name}.onnx_adapter`)));
+    await expect(runCli([registerConvert], ["convert", f.adapters["a0"]!.dir, "--to", "onnx-adapter", "--out", join(tmp.dir, "z.onnx_adapter")])).rejects.toThrow(/--export/);
   });
 
   it("LoraModel refuses the export with defaults (onnxruntime-node would ignore its adapter feeds)", async () => {

@@ -27,6 +27,7 @@ def export_onnx_op(ctx, params, tensors):
     targets = params.get("targets")
     heads = params.get("headInputs")
     kv = params.get("kvCache", True)
+    defaults = params.get("ortAdapterDefaults", False)
     tokenizer = params.get("tokenizer")
 
     def progress(phase: str, done: int, total: int, message: str, unit: str = "stages") -> None:
@@ -39,7 +40,7 @@ def export_onnx_op(ctx, params, tensors):
     if "base" in params:
         res = export_onnx(params["base"], params["out"], mode=mode, targets=targets, adapter_dir=params.get("adapter"),
                           external_data=ext, progress=progress, head_inputs=heads, kv_cache=kv,
-                          tokenizer_dir=tokenizer)
+                          tokenizer_dir=tokenizer, lora_defaults=defaults)
     else:
         entry = ctx.models.get(params["handle"])
         if params.get("adapter"):
@@ -49,7 +50,7 @@ def export_onnx_op(ctx, params, tensors):
             raise ValueError("mode 'merged' needs an adapter attached to the handle (attachAdapter)")
         model = _plain_copy(entry, merged)
         res = export_model(model, params["out"], mode=mode, targets=targets, external_data=ext, progress=progress,
-                           source_dtype=entry.dtype, base_path=f"handle:{params['handle']}", premerged=merged, head_inputs=heads, kv_cache=kv,
+                           source_dtype=entry.dtype, base_path=f"handle:{params['handle']}", premerged=merged, head_inputs=heads, kv_cache=kv, lora_defaults=defaults,
                            tokenizer_dir=tokenizer or entry.source_dir)
     return {"out": res.out_dir, "seconds": res.seconds, "mode": res.manifest["mode"], "loraModules": len(res.manifest["lora"]),
             "checksum": res.manifest["base"]["checksum"]}, None

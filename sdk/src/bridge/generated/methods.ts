@@ -151,6 +151,10 @@ export interface ExportOnnxParams {
    */
   tokenizer?: string;
   /**
+   * adapter-inputs: give the LoRA inputs default values (rank-1 zero tables, the base's heads) so ONNX Runtime's .onnx_adapter mechanism (RunOptions.add_active_adapter in Python, C#, ORT GenAI) can set them. onnxruntime-node ignores feeds for such inputs, so loraport's runtime refuses these exports.
+   */
+  ortAdapterDefaults?: boolean;
+  /**
    * Causal LMs: a KV-cache graph (position_ids, past_key_values.* in, present.* out) for generation. false: the plain (input_ids, attention_mask) -> logits graph.
    */
   kvCache?: boolean;

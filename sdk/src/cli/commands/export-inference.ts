@@ -58,6 +58,7 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
       ...(opts.externalData ? { externalData: opts.externalData } : {}),
       ...(opts.headInputs ? { headInputs: opts.headInputs === "none" ? [] : opts.headInputs.split(",").map((s) => s.trim()).filter(Boolean) } : {}),
       ...(opts.kvCache === false ? { kvCache: false } : {}),
+      ...(opts.ortAdapterDefaults ? { ortAdapterDefaults: true } : {}),
       onProgress: bar.onProgress,
     });
     bar.stop();

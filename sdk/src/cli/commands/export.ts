@@ -16,6 +16,7 @@ export interface ExportCliOptions {
   readonly headInputs?: string;
   /** commander's `--no-kv-cache` sets this false. */
   readonly kvCache?: boolean;
+  readonly ortAdapterDefaults?: boolean;
   readonly alpha?: string;
   /** `--r`: the LoRA rank (train-step's fresh adapter, or a loralib checkpoint's). */
   readonly r?: string;
@@ -51,6 +52,7 @@ export function registerExport(program: Command): void {
     .option("--targets <names>", "adapter-inputs: comma-separated modules that get LoRA inputs (default: PEFT's for the architecture)")
     .option("--head-inputs <names>", "adapter-inputs: modules given as whole-tensor inputs, or 'none' (default: classifier for sequence classification)")
     .option("--external-data <when>", "weights as external data: auto | yes | no", "auto")
+    .option("--ort-adapter-defaults", "adapter-inputs: LoRA inputs get defaults so ONNX Runtime's .onnx_adapter files (loraport convert --to onnx-adapter) work in Python, C# and ORT GenAI; loraport's own runtime cannot run such an export")
     .option("--no-kv-cache", "causal LMs: a plain forward graph without the KV cache (no 'loraport generate')")
     .option("--r <n>", "LoRA rank r: of the fresh adapter with --mode train-step (default 8); of a loralib --adapter checkpoint with --mode merged (default: from the preset or the tensors)")
     .option("--alpha <n>", "LoRA alpha: of the fresh adapter with --mode train-step (default 16); of a loralib --adapter checkpoint with --mode merged (not stored in the file)")
