@@ -4,7 +4,7 @@
  * other non-weight files — and transformers loads it as it is, with logits equal to PEFT merge_and_unload's
  * (computed in the same run). An existing --out is refused unless --force; the folder appears whole or not at all.
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSafetensors } from "../../src/formats/safetensors/index.js";
@@ -58,6 +58,22 @@ describe("merge into a model folder gives a complete model folder", () => {
     expect(forced.code, forced.stderr).toBe(0);
     expect(readdirSync(out).sort()).toEqual(readdirSync(at("base")).sort());
     expect(readdirSync(tmp.dir).filter((n) => n.startsWith(".taken"))).toEqual([]);
+  });
+
+  it("other weight formats in the base folder are left out (and reported); settings pickles and subfolders come along", async () => {
+    const base = at("base_more");
+    cpSync(at("base"), base, { recursive: true });
+    writeFileSync(join(base, "pytorch_model.bin"), "stale unmerged weights");
+    writeFileSync(join(base, "training_args.bin"), "trainer settings");
+    mkdirSync(join(base, "extra"));
+    writeFileSync(join(base, "extra", "notes.txt"), "notes");
+    const r = await cli(["merge", "--base", base, "--adapter", at("adapter"), "--out", at("merged_more"), "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { copied: string[]; leftOut: string[] };
+    expect(doc.leftOut).toEqual(["pytorch_model.bin"]);
+    expect(doc.copied).toEqual(expect.arrayContaining(["training_args.bin", join("extra", "notes.txt"), "config.json"]));
+    expect(existsSync(at("merged_more/pytorch_model.bin"))).toBe(false);
+    expect(readFileSync(at("merged_more/extra/notes.txt"), "utf8")).toBe("notes");
   });
 
   it("a one-file folder base with --out <name>.safetensors gives just the weights file; a sharded base refuses that name", async () => {
