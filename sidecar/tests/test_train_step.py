@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from peft import PeftModel
 
 from loraport_sidecar.export import train_step as ts
-from loraport_sidecar.export.train_checks import ExportCheckError, check_graph_ops
+from loraport_sidecar.export.train_checks import ExportCheckError, check_graph_ops, compare_grads
 from loraport_sidecar.export.train_graph import AdamWSettings
 from loraport_sidecar.reference import tiny_models
 from sidecar_client import SidecarProcess
@@ -154,3 +154,64 @@ def test_llama_export_passes_the_gates(tmp_path):
     assert max(c["grad_max_rel_err"] for c in manifest["checks"]["gradient"]) <= 1e-5
     assert manifest["checks"]["update"]["apply_step_max_abs_err"] <= 1e-7
     assert (out / "train_step.onnx").exists() and (out / "initial_adapter" / "adapter_model.safetensors").exists()
+
+
+SHORT = {"n_embd": 32, "n_layer": 1, "n_head": 2, "vocab_size": 64, "n_positions": 8}
+
+
+def export_short_graph(path: str, shape: tuple[int, int], graph: str = "grad_step"):
+    """One graph of a GPT-2 with n_positions=8, traced on a sample of `shape`, through the exporter's own pieces and
+    its dynamic-dims gate (one graph, not the whole five-graph artifact, to keep the test short)."""
+    base = tiny_models.gpt2(**SHORT)
+    base.set_attn_implementation("eager")
+    model = ts.make_peft_model(base, "causal-lm", None, 2, 4, ["c_attn"], 0)
+    names, keys, values = ts.trainable_params(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    art = ts.Artifact(model, names, keys, "causal-lm", AdamWSettings(), ts.max_positions_of(base.config))
+    spec = art.graphs()[graph]
+    batch = ts.example_batch("causal-lm", SHORT["vocab_size"], 0, shape, seed=7, pad=False)
+    ps = [values[n] for n in names]
+    state = [*ps, *ts.distinct_zeros(ps), *ts.distinct_zeros(ps), torch.tensor(0.0), torch.tensor(1e-3)] if graph == "train_step" else ps
+    args = [*state, batch["input_ids"], batch["attention_mask"], batch["labels"]]
+    ts.export_onnx(ts.trace(spec["fn"], args), args, spec["inputs"], spec["outputs"], spec["dynamic"], path)
+    from loraport_sidecar.export.train_checks import check_dynamic_batch
+    check_dynamic_batch(path, ["input_ids", "attention_mask", "labels"])
+    return model, [keys[n] for n in names], names, values
+
+
+def test_short_context_model_exports_and_takes_full_length_rows(tmp_path):
+    """A GPT-2 with n_positions=8 trained on 8-token rows was refused: the gradient check ran (3, 13) rows, past the
+    context, and the trace sample sat at the context, where the tracer may prove seq == n_positions and specialise it
+    (`input input_ids has fixed dims ['batch', 8]`). The sample now stays below the context, the seq dim is bounded by
+    it and the check shapes are capped at it: grad_step takes 8-token and shorter rows and gives autograd's loss and
+    gradients on the PEFT model."""
+    shape = ts.example_shape(SHORT["n_positions"])
+    assert shape == (2, 7) and ts.check_shapes(8) == ((2, 8), (3, 8)) and ts.check_shapes(None) == ts.CHECK_SHAPES
+    model, keys, names, values = export_short_graph(str(tmp_path / "grad_step.onnx"), shape)
+    sess = ort.InferenceSession(str(tmp_path / "grad_step.onnx"), providers=["CPUExecutionProvider"])
+    ps = ts.perturbed([values[n] for n in names], seed=1234)  # B != 0, so A's gradients are not all zero
+    for i, (b, t) in enumerate(((2, 8), (4, 8), (1, 3))):
+        batch = ts.example_batch("causal-lm", SHORT["vocab_size"], 0, (b, t), seed=20 + i, pad=b > 1)
+        want_loss, want = ts.reference_grads(model, names, ps, batch)
+        out = sess.run(None, {**{f"p.{k}": p.numpy() for k, p in zip(keys, ps)}, **{k: v.numpy() for k, v in batch.items()}})
+        assert abs(float(out[0]) - want_loss) <= 1e-5 * abs(want_loss), (b, t)
+        assert compare_grads(keys, out[1:], want)[1] <= 1e-5, (b, t)
+
+
+def test_gate_messages_say_what_to_do_without_class_paths(tmp_path):
+    """Refusals reach the CLI as they are: they name the file and the fix, never a Python class path."""
+    for path, op, domain, ir in ((tmp_path / "nll.onnx", "NegativeLogLikelihoodLoss", "", 10), (tmp_path / "ms.onnx", "GeluGrad", "com.microsoft", 10),
+                                 (tmp_path / "ir.onnx", "Relu", "", 14)):
+        with pytest.raises(ExportCheckError) as e:
+            check_graph_ops(_one_node_model(str(path), op, domain=domain, ir=ir))
+        msg = str(e.value)
+        assert msg.startswith(path.name + ":") and "loraport_sidecar" not in msg and "Error" not in msg
+        assert any(w in msg for w in ("report this", "--engine torch", "requirements.txt")), msg
+    x = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, ["batch", 8])
+    fixed = helper.make_model(helper.make_graph([helper.make_node("Identity", ["input_ids"], ["y"])], "g", [x], [y]))
+    onnx.save(fixed, str(tmp_path / "fixed.onnx"))
+    from loraport_sidecar.export.train_checks import check_dynamic_batch
+    with pytest.raises(ExportCheckError, match=r"fixed.onnx: input input_ids has fixed dims \['batch', 8\], so the graph would take only"):
+        check_dynamic_batch(str(tmp_path / "fixed.onnx"), ["input_ids"])

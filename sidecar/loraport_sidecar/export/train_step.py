@@ -41,6 +41,24 @@ FORMAT_VERSION = 1
 GRAD_REL_TOLERANCE = 1e-5
 EXAMPLE_SHAPE = (2, 8)
 CHECK_SHAPES = ((2, 8), (3, 13))
+
+
+def max_positions_of(config) -> int | None:
+    """The model's context (GPT-2's n_positions, others' max_position_embeddings), None when it has none."""
+    return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 0) or 0) or None
+
+
+def example_shape(max_positions: int | None) -> tuple[int, int]:
+    """The traced example: strictly shorter than the context. At seq == n_positions the tracer proves seq equals
+    the position table's size and specialises it (the graph then takes only that length); below it, seq stays
+    symbolic, bounded by the context (see Artifact.batch_dynamic). Never 1: size-1 dims are specialised too."""
+    b, t = EXAMPLE_SHAPE
+    return (b, max(2, min(t, max_positions - 1))) if max_positions else (b, t)
+
+
+def check_shapes(max_positions: int | None) -> tuple[tuple[int, int], ...]:
+    """The gradient check's shapes, capped at the context (a model cannot take longer rows)."""
+    return tuple((b, min(t, max_positions)) for b, t in CHECK_SHAPES) if max_positions else CHECK_SHAPES
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
 
 
@@ -83,7 +101,12 @@ def make_peft_model(base: torch.nn.Module, task: str, adapter: str | None, r: in
     else:
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(target_modules) if target_modules else None,
                          task_type="SEQ_CLS" if task == "seq-cls" else "CAUSAL_LM")
-        model = get_peft_model(base, cfg)
+        try:
+            model = get_peft_model(base, cfg)
+        except ValueError as e:  # PEFT's NoMatchingPeftModuleError and friends: say which option to change
+            names = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d)) or type(m).__name__ == "Conv1D"})
+            raise ValueError(f"target modules {list(target_modules) if target_modules else '(PEFT default)'}: {e} "
+                             f"This model's linear layers are named {names}; pick from those (--target-modules a,b).") from None
     model.eval()  # dropout off: the graph is deterministic (documented in the manifest)
     return model
 
@@ -152,8 +175,10 @@ def export_onnx(gm: torch.fx.GraphModule, args: Sequence[torch.Tensor], input_na
 class Artifact:
     """Names and example inputs of the five graphs over one PEFT model."""
 
-    def __init__(self, model: torch.nn.Module, names: list[str], keys: dict[str, str], task: str, adamw: AdamWSettings):
+    def __init__(self, model: torch.nn.Module, names: list[str], keys: dict[str, str], task: str, adamw: AdamWSettings,
+                 max_positions: int | None = None):
         self.fns = StepFunctions(model, names, task, adamw)
+        self.max_positions = max_positions
         self.names = names
         self.keys = keys
         self.task = task
@@ -167,7 +192,8 @@ class Artifact:
 
     def batch_dynamic(self, with_labels: bool = True) -> list[dict]:
         from torch.export import Dim
-        b, s = Dim("batch"), Dim("seq")
+        b = Dim("batch")
+        s = Dim("seq", max=self.max_positions) if self.max_positions else Dim("seq")
         dims = [{0: b, 1: s}, {0: b, 1: s}]
         if with_labels:
             dims.append({0: b, 1: s} if self.task == "causal-lm" else {0: b})
@@ -275,7 +301,7 @@ def update_check(folder: str, art: Artifact, model: torch.nn.Module, values: lis
     """
     import onnxruntime as ort
     lr = 1e-3
-    batch = example_batch(art.task, vocab, num_labels, CHECK_SHAPES[1], seed=300, pad=True)
+    batch = example_batch(art.task, vocab, num_labels, check_shapes(art.max_positions)[1], seed=300, pad=True)
     want, torch_grads = reference_adamw_step(model, art.names, values, batch, lr, adamw)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -289,7 +315,8 @@ def update_check(folder: str, art: Artifact, model: torch.nn.Module, values: lis
     apply_err, step_err, step_err_all, where = 0.0, 0.0, 0.0, ""
     for key, ga, gs, w, g in zip(art.io, got_apply, got_step, want, torch_grads):
         if not (np.isfinite(ga).all() and np.isfinite(gs).all()):
-            raise ExportCheckError(f"updated {key} has non-finite values after one step from the initial adapter (AdamW eps lost?)")
+            raise ExportCheckError(f"train-step graphs: {key} becomes non-finite after one AdamW step from the initial adapter "
+                                   f"(AdamW's eps folded away?); the artifact would train to NaN (report this as a loraport bug)")
         apply_err = max(apply_err, float(np.abs(ga - w).max()))
         d = np.abs(gs - w)
         step_err_all = max(step_err_all, float(d.max()))
@@ -301,9 +328,12 @@ def update_check(folder: str, art: Artifact, model: torch.nn.Module, values: lis
            "worst_param": where, "tolerance_abs": 1e-2 * lr,
            "note": "param_max_abs_err over entries with |grad| > 1e3·eps; near-eps entries amplify fp32 gradient noise"}
     if apply_err > 1e-4 * lr:
-        raise ExportCheckError(f"apply_step.onnx: AdamW with PyTorch's gradients differs from torch.optim.AdamW by {apply_err:.3g} (tolerance {1e-4 * lr:g})")
+        raise ExportCheckError(f"apply_step.onnx: AdamW on PyTorch's gradients differs from torch.optim.AdamW by {apply_err:.3g} "
+                               f"(tolerance {1e-4 * lr:g}); the artifact would not train like PyTorch (report this as a loraport bug)")
     if step_err > 1e-2 * lr:
-        raise ExportCheckError(f"train_step.onnx: updated params differ from torch.optim.AdamW by {step_err:.3g} at {where} (tolerance {1e-2 * lr:g})")
+        raise ExportCheckError(f"train_step.onnx: updated params differ from torch.optim.AdamW by {step_err:.3g} at {where} "
+                               f"(tolerance {1e-2 * lr:g}); the artifact would not train like PyTorch (report this as a loraport bug; "
+                               f"--engine torch trains this model meanwhile)")
     return rec
 
 
@@ -317,7 +347,7 @@ def gradient_check(folder: str, art: Artifact, model: torch.nn.Module, values: l
     step_sess = ort.InferenceSession(os.path.join(folder, "train_step.onnx"), opts, providers=["CPUExecutionProvider"])
     results = []
     ps = perturbed(values, seed=1234)
-    for i, shape in enumerate(CHECK_SHAPES):
+    for i, shape in enumerate(check_shapes(art.max_positions)):
         batch = example_batch(art.task, vocab, num_labels, shape, seed=100 + i, pad=i > 0)
         want_loss, want = reference_grads(model, art.names, ps, batch)
         feed_batch = {k: v.numpy() for k, v in batch.items()}
@@ -343,7 +373,9 @@ def gradient_check(folder: str, art: Artifact, model: torch.nn.Module, values: l
             tol = GRAD_REL_TOLERANCE if label == "grad_step" else 4 * GRAD_REL_TOLERANCE
             if not (max_rel <= tol) or not (rec["loss_rel_err"] <= GRAD_REL_TOLERANCE):
                 raise ExportCheckError(f"{label}.onnx gradient check failed on shape {list(shape)}: max rel {max_rel:.3g} "
-                                       f"(at {worst}), loss rel {rec['loss_rel_err']:.3g}; tolerance {tol:g}")
+                                       f"(at {worst}), loss rel {rec['loss_rel_err']:.3g}; tolerance {tol:g}: the graph does not compute "
+                                       f"PyTorch's gradients for this model (report this as a loraport bug, naming the model type; "
+                                       f"--engine torch trains it meanwhile)")
     return results
 
 
@@ -372,7 +404,7 @@ def export_train_step(out: str, *, base: str | None = None, builtin: str | None 
     names, keys, values = trainable_params(model)
     for p in model.parameters():
         p.requires_grad_(False)  # only the graph's explicit inputs are differentiated
-    art = Artifact(model, names, keys, task, adamw)
+    art = Artifact(model, names, keys, task, adamw, max_positions_of(config))
     vals = [values[n] for n in names]
 
     parent = os.path.dirname(os.path.abspath(out)) or "."
@@ -380,7 +412,7 @@ def export_train_step(out: str, *, base: str | None = None, builtin: str | None 
     tmp = tempfile.mkdtemp(prefix=".train-step-", dir=parent)
     try:
         model.save_pretrained(os.path.join(tmp, "initial_adapter"))
-        batch = example_batch(task, vocab, num_labels, EXAMPLE_SHAPE, seed=7, pad=False)
+        batch = example_batch(task, vocab, num_labels, example_shape(art.max_positions), seed=7, pad=False)
         ex = {
             "p": vals, "m": distinct_zeros(vals), "v": distinct_zeros(vals), "g": distinct_zeros(vals),
             "step": torch.tensor(0.0), "lr": torch.tensor(1e-3),
@@ -462,7 +494,7 @@ def build_manifest(art: Artifact, values: dict[str, torch.Tensor], source: str, 
         "task": task,
         "base": {"source": source, "model_type": config.model_type, "vocab_size": int(config.vocab_size),
                  "num_labels": int(getattr(config, "num_labels", 0) or 0) if task == "seq-cls" else None,
-                 "max_positions": int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 0) or 0) or None},
+                 "max_positions": max_positions_of(config)},
         "adapter": {"folder": "initial_adapter", "r": int(peft_config.get("r", 0)), "lora_alpha": float(peft_config.get("lora_alpha", 0)),
                     "target_modules": peft_config.get("target_modules"), "dropout": "disabled: graphs run the model in eval mode (deterministic)"},
         "params": [{"key": art.keys[n], "shape": list(values[n].shape), "dtype": "F32"} for n in art.names],
@@ -514,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target_modules=[t for t in a.target_modules.split(",") if t] if a.target_modules else None,
             adamw=AdamWSettings(beta1=a.beta1, beta2=a.beta2, eps=a.eps, weight_decay=a.weight_decay), seed=a.seed)
     except (ExportCheckError, ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"export failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"export failed, nothing written: {e}", file=sys.stderr)
         return 1
     print(json.dumps({"ok": True, "out": os.path.abspath(a.out), "params": len(manifest["params"]),
                       "checks": manifest["checks"]["gradient"], "export_seconds": manifest["export_seconds"]}))
