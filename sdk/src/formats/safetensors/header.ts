@@ -64,7 +64,7 @@ export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: num
   // Before JSON.parse: refuse what Python refuses (deep nesting) and charge what parsing will allocate.
   const shape = scanJson(text);
   if (shape.maxDepth > MAX_HEADER_DEPTH) {
-    throw new FormatError(file, `safetensors header nests ${shape.maxDepth > 10_000 ? "more than 10000" : shape.maxDepth} levels deep; the safetensors library parses at most ${MAX_HEADER_DEPTH}`);
+    throw new FormatError(file, `safetensors header nests ${shape.maxDepth} levels deep; the safetensors library parses at most ${MAX_HEADER_DEPTH}`);
   }
   budget.charge(2 * text.length + 64 * shape.containers + 16 * shape.items, "safetensors header");
   let json: unknown;
