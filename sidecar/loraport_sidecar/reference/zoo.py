@@ -26,6 +26,8 @@ POSITIONS = 64
 # Decoder-only Llama-family configs share these names.
 _LLAMA_LIKE = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=2,
                    intermediate_size=FFN, vocab_size=VOCAB, max_position_embeddings=POSITIONS)
+# Some configs default to the real vocabulary's special ids (50256, 32000); keep them inside the tiny one.
+_IDS = dict(bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
 _BERT_LIKE = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FFN,
                   vocab_size=VOCAB, max_position_embeddings=POSITIONS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
@@ -43,7 +45,7 @@ class ZooEntry:
 
 ZOO: list[ZooEntry] = [
     ZooEntry("gpt2", "GPT2LMHeadModel", "GPT2Config", dict(n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, vocab_size=VOCAB, n_positions=POSITIONS,
-             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0), "causal-lm"),
+             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **_IDS), "causal-lm"),
     ZooEntry("llama", "LlamaForCausalLM", "LlamaConfig", dict(_LLAMA_LIKE, tie_word_embeddings=False), "causal-lm"),
     ZooEntry("mistral", "MistralForCausalLM", "MistralConfig", dict(_LLAMA_LIKE, sliding_window=48, tie_word_embeddings=False), "causal-lm"),
     ZooEntry("qwen2", "Qwen2ForCausalLM", "Qwen2Config", dict(_LLAMA_LIKE, tie_word_embeddings=True, use_sliding_window=False), "causal-lm"),
@@ -51,7 +53,7 @@ ZOO: list[ZooEntry] = [
     ZooEntry("gemma", "GemmaForCausalLM", "GemmaConfig", dict(_LLAMA_LIKE, head_dim=8), "causal-lm"),
     ZooEntry("gemma2", "Gemma2ForCausalLM", "Gemma2Config", dict(_LLAMA_LIKE, head_dim=8, sliding_window=48, query_pre_attn_scalar=8), "causal-lm"),
     ZooEntry("phi", "PhiForCausalLM", "PhiConfig", dict(_LLAMA_LIKE, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0), "causal-lm"),
-    ZooEntry("phi3", "Phi3ForCausalLM", "Phi3Config", dict(_LLAMA_LIKE, pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0,
+    ZooEntry("phi3", "Phi3ForCausalLM", "Phi3Config", dict(_LLAMA_LIKE, **_IDS, pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0,
              tie_word_embeddings=False), "causal-lm", targets=["qkv_proj", "o_proj"]),
     ZooEntry("gpt_neox", "GPTNeoXForCausalLM", "GPTNeoXConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
              intermediate_size=FFN, vocab_size=VOCAB, max_position_embeddings=POSITIONS, hidden_dropout=0.0, attention_dropout=0.0), "causal-lm"),
@@ -62,9 +64,9 @@ ZOO: list[ZooEntry] = [
     ZooEntry("falcon", "FalconForCausalLM", "FalconConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
              vocab_size=VOCAB, hidden_dropout=0.0, attention_dropout=0.0, new_decoder_architecture=False, multi_query=True), "causal-lm"),
     ZooEntry("gptj", "GPTJForCausalLM", "GPTJConfig", dict(n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, rotary_dim=4, vocab_size=VOCAB,
-             n_positions=POSITIONS, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0), "causal-lm"),
-    ZooEntry("olmo2", "Olmo2ForCausalLM", "Olmo2Config", dict(_LLAMA_LIKE, tie_word_embeddings=False), "causal-lm", targets=["q_proj", "v_proj"]),
-    ZooEntry("starcoder2", "Starcoder2ForCausalLM", "Starcoder2Config", dict(_LLAMA_LIKE, residual_dropout=0.0, embedding_dropout=0.0,
+             n_positions=POSITIONS, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **_IDS), "causal-lm"),
+    ZooEntry("olmo2", "Olmo2ForCausalLM", "Olmo2Config", dict(_LLAMA_LIKE, **_IDS, tie_word_embeddings=False), "causal-lm", targets=["q_proj", "v_proj"]),
+    ZooEntry("starcoder2", "Starcoder2ForCausalLM", "Starcoder2Config", dict(_LLAMA_LIKE, **_IDS, residual_dropout=0.0, embedding_dropout=0.0,
              attention_dropout=0.0, sliding_window=None), "causal-lm", targets=["q_proj", "v_proj"]),
     ZooEntry("mixtral", "MixtralForCausalLM", "MixtralConfig", dict(_LLAMA_LIKE, num_local_experts=4, num_experts_per_tok=2, sliding_window=None,
              tie_word_embeddings=False), "causal-lm"),
