@@ -38,6 +38,7 @@ import torch.fx.experimental._config  # noqa: F401  (backed_size_oblivious, as t
 from torch import nn
 
 from .manifest import HEADS_NAME, MANIFEST_NAME, MODEL_NAME, base_checksum, build_manifest
+from .support import explain_failure, ready_for_export
 
 OPSET = 20
 # The protobuf limit is 2 GiB for the whole .onnx; stay clear of it.
@@ -338,6 +339,7 @@ def export_model(
     _stage(progress, 1)
     config = model.config
     model.eval()
+    ready_for_export(model)  # unsupported architectures refused here, in one line, before any tracing
     checksum = base_checksum(model)
     model_type = getattr(config, "model_type", "")
     kv = kv_layout(model) if kv_cache else None
@@ -431,7 +433,11 @@ def export_model(
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         # forward(*inputs): one varargs parameter, so the dynamic shapes are one tuple over every input.
-        program = _to_onnx(wrapped, tuple(args), (tuple(dyn + lora_dyn),), names, output_names, progress)
+        try:
+            program = _to_onnx(wrapped, tuple(args), (tuple(dyn + lora_dyn),), names, output_names, progress)
+        except torch.onnx.errors.OnnxExporterError as exc:
+            # torch.onnx's report is pages of coloured text; the user gets the architecture and its one-line cause.
+            raise explain_failure(model, exc) from exc
         _stage(progress, 5)
         n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         use_external = external_data if external_data is not None else n_bytes > EXTERNAL_DATA_THRESHOLD
