@@ -123,6 +123,7 @@ export function registerTrain(program: Command): void {
       if (engine === "ort" && (o.maxGradNorm !== undefined || o.strategy !== "ddp" || o.nprocPerNode !== "1" || o.nnodes !== "1" || o.rdzvEndpoint)) {
         throw new LoraportError("E_USAGE", "--max-grad-norm, --strategy, --nproc-per-node, --nnodes and --rdzv-endpoint are for --engine torch");
       }
+      if (o.nodeRank !== undefined && !(Number.isInteger(Number(o.nodeRank)) && Number(o.nodeRank) >= 0)) throw new LoraportError("E_USAGE", `--node-rank ${o.nodeRank}: expected a non-negative integer`);
       const strategy = o.strategy ?? "ddp";
       if (strategy !== "ddp" && strategy !== "fsdp") throw new LoraportError("E_USAGE", `--strategy ${strategy}: expected ddp or fsdp`);
       const data = await readData(o.data, engine === "ort" ? { artifact: o.artifact! } : { base: o.base! });
