@@ -28,10 +28,14 @@ try {
   let lastPrint = 0;
   const report = await runFuzz({
     cases, runSeed, seedDir, seeds, tmpDir: tmp, outDir, workers,
-    onProgress: (done, total) => {
+    onProgress: (done, total, snapshot) => {
       if (Date.now() - lastPrint > 10_000) {
         lastPrint = Date.now();
-        process.stderr.write(`fuzz: ${done}/${total}\n`);
+        const r = snapshot();
+        process.stderr.write(`fuzz: ${done}/${total} (ok ${r.ok}, typed ${r.typed}, defects ${r.defects.length})\n`);
+        // A long run can be stopped at any time and still leave its counts so far.
+        mkdirSync(outDir, { recursive: true });
+        writeFileSync(join(outDir, "report-partial.json"), JSON.stringify(r, null, 2));
       }
     },
   });

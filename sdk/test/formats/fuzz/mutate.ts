@@ -35,7 +35,7 @@ const pick = <T>(r: Rand, xs: readonly T[]): T => xs[int(r, xs.length)]!;
 export function makeCase(seeds: readonly Seed[], runSeed: number, index: number): FuzzCase {
   const r = rng((runSeed * 1_000_003 + index) >>> 0);
   // A few per cent hostile generators; the rest mutate a seed.
-  if (r() < 0.015) {
+  if (r() < 0.004) {
     const [mutation, bytes] = hostile(r);
     return { index, seed: "(generated)", mutation, bytes };
   }
@@ -337,7 +337,7 @@ export function hostile(r: Rand): [string, Uint8Array] {
       return [`${views} strided views`, torchZip(w.op(OP.STOP).bytes(), { ...STORAGE0, "1": new Uint8Array(4 * 65536) })];
     }
     case 3: {
-      const size = pick(r, [1 << 20, 1 << 20, 64 << 20, 1 << 30]);
+      const size = pick(r, [1 << 20, 1 << 20, 64 << 20, 256 << 20]);
       const used = r() < 0.5;
       const w = stateDictPickle((w) => {
         if (used) w.tensor("1", size / 4, 0, [size / 4], [1]);

@@ -24,7 +24,8 @@ export interface FuzzOptions {
   readonly caseLimitMs?: number;
   /** Peak RSS above this is a defect (default 1.5 GiB). */
   readonly memCapBytes?: number;
-  readonly onProgress?: (done: number, total: number) => void;
+  /** Called after each case; `snapshot` gives the report so far (for partial reports of long runs). */
+  readonly onProgress?: (done: number, total: number, snapshot: () => FuzzReport) => void;
 }
 
 export interface Defect {
@@ -172,7 +173,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
         else if (m.outcome === "typed") typed++;
         if (m.outcome === "defect") addDefect(m.i, m.detail?.startsWith("memory:") ? "memory" : "untyped-or-disagreement", m.detail ?? "");
         else tally(m.mutation ?? "", m.outcome, m.ms);
-        o.onProgress?.(done, o.cases);
+        o.onProgress?.(done, o.cases, snapshot);
       });
       const next = start + res.messages.length;
       if (res.lost) {
@@ -184,6 +185,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
       }
     }
   };
+  const snapshot = (): FuzzReport => ({ cases: done, ok, typed, defects: [...defects].sort((a, b) => a.index - b.index), byMutation: structuredClone(byMutation), wallMs: Date.now() - t0, children });
   await Promise.all(Array.from({ length: workers }, runOne));
-  return { cases: done, ok, typed, defects: defects.sort((a, b) => a.index - b.index), byMutation, wallMs: Date.now() - t0, children };
+  return snapshot();
 }
