@@ -13,6 +13,7 @@ import { writeReport } from "../sdk/src/conformance/write-report.js";
 import { hasChromium, lookAtReport } from "../sdk/test/conformance/browser.js";
 import { REPO_ROOT } from "../sdk/test/helpers/python.js";
 import { hasReference } from "../sdk/test/helpers/reference.js";
+import { limit } from "../sdk/test/helpers/timeouts.js";
 
 let report: ConformanceReport;
 const REPORT_DIR = join(REPO_ROOT, "conformance/reports");
@@ -24,7 +25,7 @@ beforeAll(async () => {
   const t = report.totals;
   console.log(`conformance: ${t.passed} passed, ${t.failed} failed, ${t.not_run} not run of ${t.pairs} pairs in ${t.cases} cases (report: conformance/reports/report.html)`);
   for (const p of report.cases.filter((x) => x.status === "not_run")) console.log(`  not run: ${p.id} — ${p.reason}`);
-}, 900_000);
+}, limit(900_000)); // the whole suite: minutes on a quiet 2-core machine, several times that on a loaded one
 
 describe("conformance suite", () => {
   it("no pair that ran is outside its tolerance", () => {
@@ -103,5 +104,5 @@ describe("conformance suite", () => {
       expect(c.height).toBeGreaterThan(40);
     }
     expect(look.summaryText).toMatch(/passed/);
-  }, 120_000);
+  }, limit(120_000));
 });
