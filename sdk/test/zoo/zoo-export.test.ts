@@ -2,13 +2,14 @@
  * The model zoo through the ONNX exporter: architectures it cannot take are refused before any tracing, in one line
  * naming the architecture and what is unsupported (no torch report, no ANSI colour codes, nothing written); Mixtral
  * (mixture of experts, whose default expert kernel has no ONNX conversion) exports in both modes and runs in
- * onnxruntime-node with PyTorch + PEFT's logits. Exports cost 20–60 s each, so the other causal LMs of the zoo are not
+ * onnxruntime-node with PyTorch + PEFT's logits, and generates PEFT generate's greedy tokens. Exports cost 20–60 s each, so the other causal LMs of the zoo are not
  * exported here (gpt2, llama, qwen2, mistral and roberta are, in sdk/test/runtime and sdk/test/generation).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPeftAdapter } from "../../src/adapter/peft-io.js";
+import { generateBatch } from "../../src/generation/generate.js";
 import { LoraModel } from "../../src/runtime/lora-model.js";
 import { cli } from "../cli/cli-fixtures.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
@@ -30,6 +31,7 @@ interface Made {
   ids?: number[][];
   logits?: number[];
   base_logits?: number[];
+  greedy?: number[][];
   export_seconds?: Record<string, number>;
 }
 
@@ -60,7 +62,7 @@ describe("model zoo through the ONNX exporter", () => {
     expect(existsSync(out)).toBe(false);
   }, limit(120_000));
 
-  it.each(EXPORTED)("%s: adapter-inputs and merged exports run in onnxruntime-node with PEFT's logits", async (arch) => {
+  it.each(EXPORTED)("%s: adapter-inputs and merged exports run in onnxruntime-node with PEFT's logits; greedy generation gives PEFT's tokens", async (arch) => {
     const m = made[arch]!;
     const { adapter } = await readPeftAdapter(m.adapter!);
     // The adapter moves the logits far beyond the tolerance, so the checks below can fail.
@@ -73,6 +75,9 @@ describe("model zoo through the ONNX exporter", () => {
       console.log(`zoo ${arch} adapter-inputs vs PEFT: max abs ${withAdapter.toExponential(2)} (base ${base.toExponential(2)})`);
       expect(withAdapter).toBeLessThanOrEqual(TOL);
       expect(base).toBeLessThanOrEqual(TOL);
+      // KV-cache generation: transformers + PEFT generate's greedy tokens (both prompts of one length: no padding).
+      const tokens = (await generateBatch(ai, m.ids!, { adapter: "a", maxNewTokens: m.greedy![0]!.length, temperature: 0, ignoreEos: true }, () => undefined)).map((r) => r.tokens);
+      expect(tokens).toEqual(m.greedy);
     } finally {
       await ai.close();
     }
