@@ -342,12 +342,17 @@ class Server:
             try:
                 self._run(push, req)
             finally:
-                with self._queued_lock:
-                    self._queued_bytes -= req.nbytes
+                self._release_queued(req)  # (a no-op when _run did it before its reply)
                 self._cancelled.discard(req.id)
                 # Drop the request now, not when the next one arrives: its mapped inputs go back to the pool.
                 req = None
         push.close(linger=0)
+
+    def _release_queued(self, req: P.Request) -> None:
+        """The request's tensor bytes no longer wait for the compute thread (backpressure accounting); idempotent."""
+        with self._queued_lock:
+            self._queued_bytes -= req.nbytes
+        req.nbytes = 0
 
     def _run(self, push: zmq.Socket, req: P.Request) -> None:
         def send(header: dict, frames: list, route: bytes = _ROUTE_CONTROL) -> None:
@@ -379,8 +384,11 @@ class Server:
             # Inputs let go before the reply leaves: a mapped input's file is back in the shared-memory pool by the
             # time the client sends its next tensor (the reply's own frames keep alive what they still need).
             tensors = out = req.frames = None
+            # Released before the reply leaves, so that a client's next ping never counts this request's bytes.
+            self._release_queued(req)
             send(header, frames, _ROUTE_BULK if big else _ROUTE_CONTROL)
         except BaseException as e:  # every request gets exactly one final reply
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
+            self._release_queued(req)
             send(P.error_header(req.id, req.method, e), [])
