@@ -124,7 +124,7 @@ describe("bad input: one line on stderr, non-zero exit, no stack trace", () => {
     ["truncated safetensors", () => ["inspect", join(tmp.dir, "cut.safetensors")], /cut\.safetensors: tensor data ends at byte \d+ of the data section, past the end of the file/],
     ["junk", () => ["inspect", join(tmp.dir, "junk.pt"), "--json"], /junk\.pt: neither a safetensors file nor a torch\.save zip checkpoint/],
     ["convert of a safetensors file", () => ["convert", join(tmp.dir, "w.safetensors"), "--out", join(tmp.dir, "x.safetensors")], /already a safetensors file/],
-    ["convert to an unknown target", () => ["convert", join(tmp.dir, "tied.pt"), "--out", join(tmp.dir, "x.safetensors"), "--to", "gguf"], /--to gguf: unknown target/],
+    ["convert to an unknown target", () => ["convert", join(tmp.dir, "tied.pt"), "--out", join(tmp.dir, "x.safetensors"), "--to", "tflite"], /--to tflite: unknown target/],
   ];
   for (const [what, args, message] of cases) {
     it(what, async () => {
