@@ -18,15 +18,27 @@ import { limit } from "../helpers/timeouts.js";
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/make_zoo_export.py"), "utf8");
 // lora-model.test.ts's ONNX Runtime vs PyTorch tolerance.
 const TOL = 1e-4;
-/** Refused architectures and what the one line must say. */
+/** Refused architectures and what the one line must say (the exporter's ExportError, before any tracing). */
 const REFUSED: Readonly<Record<string, RegExp>> = {
-  t5: /^loraport: .*ONNX export of t5 \(T5ForConditionalGeneration\): encoder-decoder \(seq2seq\) models are not supported/m,
-  vit: /^loraport: .*ONNX export of vit \(ViTForImageClassification\): the exported graph takes token ids \(input_ids\), and this model reads pixel_values/m,
+  t5: /^ONNX export of t5 \(T5ForConditionalGeneration\): encoder-decoder \(seq2seq\) models are not supported/,
+  bart: /^ONNX export of bart \(BartForConditionalGeneration\): encoder-decoder \(seq2seq\) models are not supported/,
+  vit: /^ONNX export of vit \(ViTForImageClassification\): the exported graph takes token ids \(input_ids\), and this model reads pixel_values/,
 };
+/** The one refusal also sent through the CLI (a sidecar start each): what the user sees. */
+const CLI_REFUSED = "t5";
 const EXPORTED = ["mixtral"] as const;
+
+interface Refusal {
+  seconds?: number;
+  type?: string;
+  message?: string;
+  exported?: boolean;
+}
 
 interface Made {
   base: string;
+  "adapter-inputs"?: Refusal;
+  merged?: Refusal;
   adapter?: string;
   ids?: number[][];
   logits?: number[];
@@ -52,11 +64,33 @@ describe("model zoo through the ONNX exporter", () => {
   }, limit(300_000));
   afterAll(() => tmp.cleanup());
 
-  it.each(Object.keys(REFUSED))("%s: refused up front in one line naming the architecture, nothing written", async (arch) => {
-    const out = join(tmp.dir, arch, "onnx");
-    const r = await cli(["export", "--base", made[arch]!.base, "--out", out]);
+  it.each(Object.keys(REFUSED))("%s: both modes refused up front in one line naming the architecture, nothing written", (arch) => {
+    for (const mode of ["adapter-inputs", "merged"] as const) {
+      const r = made[arch]![mode]!;
+      expect(r.exported, `${arch} ${mode}`).toBeUndefined();
+      expect(r.type).toBe("ExportError");
+      expect(r.message).toMatch(REFUSED[arch]!);
+      expect(r.message!.split("\n")).toHaveLength(1);
+      console.log(`zoo ${arch} ${mode}: refused after ${r.seconds} s (load included): ${r.message}`);
+      expect(existsSync(join(tmp.dir, arch, `onnx-${mode}`))).toBe(false);
+    }
+  });
+
+  it("a torch.onnx failure reaches the user as one line naming the architecture and the cause, colour codes removed", () => {
+    const f = made["_failure"] as unknown as { raw_has_ansi: boolean; raw_lines: number; message: string; type: string };
+    // torch's own report has colour codes and many lines, so the checks below can fail.
+    expect(f.raw_has_ansi).toBe(true);
+    expect(f.raw_lines).toBeGreaterThan(3);
+    expect(f.type).toBe("ExportError");
+    expect(f.message).toMatch(/^ONNX export of llama \(LlamaForCausalLM\) failed: DispatchError: No ONNX function found for .*loraport_zoo\.opaque/);
+    expect(f.message).not.toMatch(/\x1b|\n/);
+  });
+
+  it(`${CLI_REFUSED} through the CLI: the same line, no torch report or colour codes, nothing written`, async () => {
+    const out = join(tmp.dir, CLI_REFUSED, "onnx");
+    const r = await cli(["export", "--base", made[CLI_REFUSED]!.base, "--out", out]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(REFUSED[arch]!);
+    expect(r.stderr).toMatch(new RegExp(`^loraport: .*${REFUSED[CLI_REFUSED]!.source.slice(1)}`));
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).not.toMatch(/\x1b\[|Traceback|torch\.export|Exception summary/);
     expect(existsSync(out)).toBe(false);

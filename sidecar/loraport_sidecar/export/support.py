@@ -64,7 +64,8 @@ def summarize_failure(exc: BaseException) -> str:
     if "## Exception summary" in lines:
         rest = [ln for ln in lines[lines.index("## Exception summary") + 1:] if ln]
         if rest:
-            return re.sub(r"^<class '([\w.]+)'>: ", r"\1: ", rest[0])
+            # "<class 'torch.onnx._internal.exporter._errors.DispatchError'>: ..." -> "DispatchError: ..."
+            return re.sub(r"^<class '(?:[\w]+\.)*(\w+)'>: ", r"\1: ", rest[0])
     for ln in lines:
         m = re.search(r"Error when translating node %(\w+) .*?target=([\w.]+)", ln)
         if m:
