@@ -44,13 +44,22 @@ function lineOf(e: ProgressEvent, elapsedMs: number): string {
 
 /**
  * Progress as one line per step: a line when a phase starts, when a phase of few steps (≤ 20) moves on, when a
- * phase ends, and otherwise at most one every 2 s (a loop over thousands of tensors stays a few lines).
+ * phase ends, and otherwise at most one every 2 s (a loop over thousands of tensors stays a few lines). A step that
+ * runs on without events (ONNX conversion of a large model: minutes) gets a "still" line every `heartbeatMs`.
  */
-export function phaseLines(write: (line: string) => void, now: () => number = () => performance.now()): ProgressReporter {
+export function phaseLines(write: (line: string) => void, now: () => number = () => performance.now(), heartbeatMs = 30_000): ProgressReporter {
   const t0 = now();
   let last: ProgressEvent | undefined;
   let lastAt = -Infinity;
   let stopped = false;
+  const timer = setInterval(() => {
+    const t = now();
+    if (stopped || last === undefined || t - lastAt < heartbeatMs) return;
+    if (last.total !== undefined && last.done >= last.total) return; // nothing running
+    write(lineOf({ ...last, message: `${last.message ? `${last.message}, ` : ""}still running` }, t - t0));
+    lastAt = t;
+  }, Math.max(10, Math.floor(heartbeatMs / 3)));
+  timer.unref(); // never what keeps the process alive
   const onProgress = (e: ProgressEvent): void => {
     if (stopped) return;
     const t = now();
@@ -64,7 +73,13 @@ export function phaseLines(write: (line: string) => void, now: () => number = ()
     }
     last = e;
   };
-  return { onProgress, stop: () => { stopped = true; } };
+  return {
+    onProgress,
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
 }
 
 /**

@@ -130,4 +130,19 @@ describe("progress style and phase lines", () => {
     lines.onProgress({ phase: "after", done: 0 });
     expect(out.at(-1)).not.toMatch(/after/);
   });
+
+  it("a long step without events gets a 'still running' line now and then, and none once its phase ended", async () => {
+    const out: string[] = [];
+    const lines = phaseLines((s) => out.push(s), () => performance.now(), 60);
+    lines.onProgress({ phase: "export", done: 3, total: 8, unit: "stages", message: "converting to ONNX" });
+    const still = (): string[] => out.filter((l) => /export 3\/8 stages · converting to ONNX, still running/.test(l));
+    // Wait for two (timers run late on a loaded machine; the limit only stops a hang).
+    for (const t0 = Date.now(); still().length < 2 && Date.now() - t0 < limit(20_000);) await new Promise((r) => setTimeout(r, 50));
+    expect(still().length, out.join("")).toBeGreaterThanOrEqual(2);
+    lines.onProgress({ phase: "export", done: 8, total: 8, unit: "stages", message: "done" });
+    const n = out.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(out.length).toBe(n);
+    lines.stop();
+  });
 });
