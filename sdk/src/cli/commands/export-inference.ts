@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs
 import { dirname, join, resolve } from "node:path";
 import { writePeftAdapter } from "../../adapter/peft-io.js";
 import { Sidecar } from "../../bridge/sidecar.js";
-import { FileMissingError, LoraportError } from "../../errors.js";
+import { FileMissingError, LoraportError, RemoteError } from "../../errors.js";
 import { readAdapterFromPath } from "../../runtime/read-adapter.js";
 import { progressReporter, type ProgressReporter } from "../progress-bar.js";
 import type { ExportCliOptions } from "./export.js";
@@ -23,6 +23,15 @@ export async function startSidecarShowing(progress: ProgressReporter): Promise<S
   const sc = await Sidecar.start();
   progress.onProgress({ phase: "sidecar", done: 1, total: 1, unit: "processes", message: "ready" });
   return sc;
+}
+
+/** The exporter's refusals (ExportError, bad arguments) as one loraport line, without the Python class path. */
+function explainExport(err: unknown): unknown {
+  if (!(err instanceof RemoteError)) return err;
+  const type = err.pyType.split(".").at(-1) ?? err.pyType;
+  if (!["ExportError", "ValueError", "FileNotFoundError", "FileExistsError"].includes(type)) return err;
+  const message = err.message.startsWith(`${err.pyType}: `) ? err.message.slice(err.pyType.length + 2) : err.message;
+  return new LoraportError("E_EXPORT", `export: ${message}`, { cause: err });
 }
 
 export async function exportInference(opts: ExportCliOptions): Promise<void> {
@@ -60,6 +69,8 @@ export async function exportInference(opts: ExportCliOptions): Promise<void> {
       ...(opts.kvCache === false ? { kvCache: false } : {}),
       ...(opts.ortAdapterDefaults ? { ortAdapterDefaults: true } : {}),
       onProgress: bar.onProgress,
+    }).catch((err: unknown) => {
+      throw explainExport(err);
     });
     bar.stop();
     if (opts.json) console.log(JSON.stringify(res));

@@ -3,7 +3,7 @@ import { AdapterError } from "../../errors.js";
 import { mergeModel } from "../../adapter/merge-model.js";
 import { readPeftAdapter } from "../../adapter/peft-io.js";
 import { assertOutputNotInput } from "../../internal/output-guard.js";
-import { progressBar } from "../progress-bar.js";
+import { progressReporter } from "../progress-bar.js";
 import { writtenFiles } from "../written-files.js";
 
 const DTYPES = { f32: "F32", f16: "F16", bf16: "BF16" } as const;
@@ -17,6 +17,7 @@ interface MergeCliOptions {
   unmerge?: boolean;
   force?: boolean;
   json?: boolean;
+  progress?: boolean;
 }
 
 /**
@@ -35,6 +36,7 @@ export function registerMerge(program: Command): void {
     .option("--unmerge", "subtract the adapter instead: --base holds weights it was merged into (W = W' − ΔW)")
     .option("--force", "replace --out if it exists (default: an existing file or non-empty folder is refused)")
     .option("--json", "print one JSON object (files written with their sizes, modules merged) instead of text")
+    .option("--progress", "progress as phase lines on stderr, also off a terminal or with --json (default: a bar on a terminal only)")
     .action(async (opts: MergeCliOptions) => {
       let dtype: (typeof DTYPES)[keyof typeof DTYPES] | undefined;
       if (opts.dtype !== undefined) {
@@ -44,7 +46,7 @@ export function registerMerge(program: Command): void {
       assertOutputNotInput(opts.out, [{ flag: "--base", path: opts.base }, { flag: "--adapter", path: opts.adapter }]);
       const { adapter, warnings } = await readPeftAdapter(opts.adapter);
       for (const w of warnings) process.stderr.write(`loraport: warning: ${w}\n`);
-      const bar = progressBar(!opts.json && process.stderr.isTTY === true);
+      const bar = progressReporter(opts);
       const t0 = performance.now();
       try {
         const report = await mergeModel(opts.base, adapter, opts.out, {

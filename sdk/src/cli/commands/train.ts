@@ -12,7 +12,7 @@ import type { ScheduleKind } from "../../training/schedule.js";
 import { tokenizeTexts, tokenizeWith } from "../../training/tokenize.js";
 import { TorchTrainer, type TorchStrategy } from "../../training/torch-engine.js";
 import { Trainer } from "../../training/trainer.js";
-import { progressBar } from "../progress-bar.js";
+import { progressReporter } from "../progress-bar.js";
 import { assertOutputNotInput } from "../../internal/output-guard.js";
 
 interface TrainCliOptions {
@@ -46,6 +46,7 @@ interface TrainCliOptions {
   seed?: string;
   provider?: string;
   json?: boolean;
+  progress?: boolean;
 }
 
 function num(flag: string, v: string | undefined, integer: boolean): number | undefined {
@@ -106,6 +107,7 @@ export function registerTrain(program: Command): void {
     .option("--seed <n>", "data shuffling seed", "0")
     .option("--provider <p>", "auto | cpu | cuda", "auto")
     .option("--json", "print the result as JSON")
+    .option("--progress", "progress as phase lines on stderr (step, loss, lr), also off a terminal or with --json (default: a bar on a terminal only)")
     .action(async (o: TrainCliOptions) => {
       const schedule = (o.schedule ?? "constant") as ScheduleKind;
       if (!["constant", "linear", "cosine"].includes(schedule)) throw new LoraportError("E_USAGE", `--schedule ${o.schedule}: expected constant, linear or cosine`);
@@ -141,7 +143,7 @@ export function registerTrain(program: Command): void {
           strategy: strategy as TorchStrategy,
         });
       if (trainer instanceof Trainer && trainer.providerNote) process.stderr.write(`loraport: ${trainer.providerNote}\n`);
-      const bar = progressBar();
+      const bar = progressReporter(o);
       const losses: number[] = [];
       const ctl = new AbortController();
       const onSigint = (): void => ctl.abort();
