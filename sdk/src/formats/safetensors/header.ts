@@ -5,7 +5,7 @@
  * 8-byte length, JSON whitespace (space, tab, CR, LF) may come before the `{`, a UTF-8 BOM may not, and JSON
  * nested deeper than 127 levels is refused (serde_json's recursion limit).
  */
-import { FormatError, ReadLimitError } from "../../errors.js";
+import { FormatError } from "../../errors.js";
 import { isDType, itemsize, type DType } from "../../tensor/dtype.js";
 import { numel } from "../../tensor/tensor-impl.js";
 import { ReadBudget } from "../limits.js";
