@@ -83,15 +83,18 @@ describe("output write failures are OutputWriteError naming the output", () => {
   });
 
   const isRoot = process.getuid?.() === 0;
-  it("a folder without write permission (EACCES), as an unprivileged user", () => {
+  it("a folder without write permission (EACCES), with permission checks in force (root runs the probe without CAP_DAC_OVERRIDE)", () => {
     const dir = join(tmp.dir, "locked");
     mkdirSync(dir);
     chmodSync(dir, 0o555);
     chmodSync(tmp.dir, 0o755);
     const script = join(import.meta.dirname, "fuzz", "write-probe.ts");
-    // Root ignores permissions: the probe then runs as nobody.
-    const res = spawnSync(process.execPath, ["--import", "tsx", script, join(dir, "x.safetensors")], {
-      cwd: REPO_ROOT, encoding: "utf8", timeout: limit(120_000), ...(isRoot ? { uid: 65534, gid: 65534 } : {}),
+    // Root ignores permissions: the probe then runs as root without CAP_DAC_OVERRIDE (dropped from the bounding set),
+    // so the folder's mode bits apply. (Running it as nobody fails where the clone itself lies in a 0700 folder.)
+    const probe = [process.execPath, "--import", "tsx", script, join(dir, "x.safetensors")];
+    const argv = isRoot ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", ...probe] : probe;
+    const res = spawnSync(argv[0]!, argv.slice(1), {
+      cwd: REPO_ROOT, encoding: "utf8", timeout: limit(120_000),
       env: { ...process.env, TSX_TSCONFIG_PATH: join(REPO_ROOT, "tsconfig.json"), HOME: tmp.dir },
     });
     expect(res.status, res.stderr).toBe(0);
