@@ -94,8 +94,18 @@ def rank_pid(cfg: str, rank: int) -> int | None:
         except OSError:
             continue
         if f"RANK={rank}".encode() in env and b"LOCAL_RANK=%d" % rank in env and b"train_torch.loop" in open(f"/proc/{pid}/cmdline", "rb").read():
-            return pid
+            return _own_namespace_pid(pid)
     return None
+
+
+def _own_namespace_pid(pid: int) -> int:
+    """`pid` as seen from this process's PID namespace: /proc may belong to another one (the CI sandbox mounts the
+    host's), where the pids it lists are not ours to signal. NSpid's last field is the pid in the innermost namespace."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    return pid
 
 
 @pytest.fixture(scope="module")
