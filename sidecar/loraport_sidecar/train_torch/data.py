@@ -110,23 +110,13 @@ class Batch:
 
 
 def make_batch(examples: list[dict], task: str) -> Batch:
-    """data.ts makeBatch: right padding with id 0, mask 0, label -100."""
-    b = len(examples)
-    t = max(len(e["input_ids"]) for e in examples)
-    ids = torch.zeros(b, t, dtype=torch.long)
-    mask = torch.zeros(b, t, dtype=torch.long)
-    labels = torch.full((b, t), IGNORE_INDEX, dtype=torch.long) if task == "causal-lm" else torch.zeros(b, dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        m = torch.tensor(e.get("attention_mask", [1] * n))
-        mask[i, :n] = m
-        if task == "causal-lm":
-            labels[i, :n] = torch.tensor(e["labels"]) if "labels" in e else torch.where(m == 1, ids[i, :n], torch.tensor(IGNORE_INDEX))
-        else:
-            labels[i] = e["labels"]
-    scored = int((labels[:, 1:] != IGNORE_INDEX).sum()) if task == "causal-lm" else b
-    return Batch(ids, mask, labels, int(mask.sum()), scored)
+    """data.ts makeBatch: right padding with id 0, mask 0, label -100 (the padding the reference side also uses)."""
+    from ..reference.train_batches import pad_examples
+
+    p = pad_examples(examples, task)
+    labels = p["labels"]
+    scored = int((labels[:, 1:] != IGNORE_INDEX).sum()) if task == "causal-lm" else len(examples)
+    return Batch(p["input_ids"], p["attention_mask"], labels, int(p["attention_mask"].sum()), scored)
 
 
 def empty_batch(task: str) -> Batch:
