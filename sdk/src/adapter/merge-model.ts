@@ -65,7 +65,8 @@ export interface MergeModelReport {
   readonly leftOut: readonly string[];
 }
 
-interface Plan {
+/** Which base tensors a merge changes and how (also streamed into a GGUF by `mergeToGguf`). @internal */
+export interface MergePlan {
   /** base tensor name → module merged into it. */
   readonly weightOf: Map<string, { module: string; m: LoraModule; scaling: number; r: number }>;
   readonly biasOf: Map<string, { module: string; m: LoraModule; scaling: number }>;
@@ -95,9 +96,9 @@ function fitKind(m: LoraModule, shape: readonly number[]): LoraModule {
   return m;
 }
 
-function planMerge(src: ModelSource, adapter: LoraAdapter): Plan {
-  const weightOf: Plan["weightOf"] = new Map();
-  const biasOf: Plan["biasOf"] = new Map();
+export function planMerge(src: ModelSource, adapter: LoraAdapter): MergePlan {
+  const weightOf: MergePlan["weightOf"] = new Map();
+  const biasOf: MergePlan["biasOf"] = new Map();
   for (const [module, m0] of adapter.modules) {
     const wName = findBaseName(src, `${module}.weight`);
     if (!wName) throw new ShapeMismatchError(module, `the base has no tensor '${module}.weight' (nor a suffix of it) for this adapted module`, baseWeightShape(m0));
