@@ -18,6 +18,7 @@ import { assertOutputNotInput } from "../internal/output-guard.js";
 import type { ProgressCallback } from "../progress.js";
 import { castTo, fromBytes, isFloat, itemsize, numel, type DType, type Tensor } from "../tensor/index.js";
 import { baseWeightShape, type LoraAdapter, type LoraModule } from "./adapter.js";
+import { baseCheckpointKeyMap, type CheckpointKeyMap } from "./checkpoint-keys.js";
 import { resolveModule } from "./config.js";
 import { mergeBias, mergeWeight } from "./math.js";
 import { foldSavedLayers } from "./saved-layers.js";
@@ -74,15 +75,40 @@ export interface MergePlan {
   readonly unused: string[];
 }
 
-/** Base tensor name for an adapter key: exact, or with leading components stripped (HF files differ in prefixes). */
-function findBaseName(src: ModelSource, name: string): string | undefined {
-  if (src.entry(name)) return name;
+/**
+ * The base's tensors by the names transformers loads them under, where those differ from the checkpoint keys
+ * (checkpoint-keys.ts): loaded name → checkpoint key. Empty for most architectures.
+ */
+export function loadedNames(src: ModelSource, keys: CheckpointKeyMap | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!keys) return out;
+  for (const key of src.names) {
+    const loaded = keys.loadedName(key);
+    if (loaded !== key && !src.entry(loaded)) out.set(loaded, key);
+  }
+  return out;
+}
+
+/**
+ * Base tensor name for an adapter key: exact, or with leading components stripped (HF files differ in prefixes), looked up
+ * among the checkpoint keys and then among the names transformers loads them under (`loaded`, from `loadedNames`).
+ */
+function findBaseName(src: ModelSource, name: string, loaded: ReadonlyMap<string, string> = new Map()): string | undefined {
+  const find = (n: string): string | undefined => (src.entry(n) ? n : loaded.get(n));
+  const exact = find(name);
+  if (exact) return exact;
   const parts = name.split(".");
   for (let i = 1; i < parts.length - 1; i++) {
-    const cand = parts.slice(i).join(".");
-    if (src.entry(cand)) return cand;
+    const hit = find(parts.slice(i).join("."));
+    if (hit) return hit;
   }
   return undefined;
+}
+
+/** What a missing base tensor is called in the checkpoint, when transformers' conversion mapping renames it on save. */
+function checkpointKeyNote(name: string, keys: CheckpointKeyMap | undefined): string {
+  const saved = keys?.savedName(name);
+  return saved !== undefined && saved !== name ? ` nor '${saved}' (its checkpoint key under transformers' ${keys!.modelType} conversion mapping)` : "";
 }
 
 /** Settle Conv1D vs Linear from the base weight's shape when the config's `fan_in_fan_out` is wrong for it (PEFT corrects it per layer too). */
@@ -96,12 +122,17 @@ function fitKind(m: LoraModule, shape: readonly number[]): LoraModule {
   return m;
 }
 
-export function planMerge(src: ModelSource, adapter: LoraAdapter): MergePlan {
+/**
+ * `keys`: the base's checkpoint renaming (from its config's `model_type`, `checkpointKeyMap`); adapter modules named
+ * as the loaded model names them are then found under the base's checkpoint keys, which the output keeps.
+ */
+export function planMerge(src: ModelSource, adapter: LoraAdapter, keys?: CheckpointKeyMap): MergePlan {
   const weightOf: MergePlan["weightOf"] = new Map();
   const biasOf: MergePlan["biasOf"] = new Map();
+  const loaded = loadedNames(src, keys);
   for (const [module, m0] of adapter.modules) {
-    const wName = findBaseName(src, `${module}.weight`);
-    if (!wName) throw new ShapeMismatchError(module, `the base has no tensor '${module}.weight' (nor a suffix of it) for this adapted module`, baseWeightShape(m0));
+    const wName = findBaseName(src, `${module}.weight`, loaded);
+    if (!wName) throw new ShapeMismatchError(module, `the base has no tensor '${module}.weight'${checkpointKeyNote(`${module}.weight`, keys)} (nor a suffix of it) for this adapted module`, baseWeightShape(m0));
     const entry = src.entry(wName)!;
     const m = fitKind(m0, entry.shape);
     const want = baseWeightShape(m);
@@ -112,8 +143,8 @@ export function planMerge(src: ModelSource, adapter: LoraAdapter): MergePlan {
     const { scaling, r } = resolveModule(adapter.config, module);
     weightOf.set(wName, { module, m, scaling, r });
     if (m.bBias) {
-      const bName = findBaseName(src, `${module}.bias`);
-      if (!bName) throw new ShapeMismatchError(module, `lora_B.bias needs a base bias '${module}.bias', and the base has none`);
+      const bName = findBaseName(src, `${module}.bias`, loaded);
+      if (!bName) throw new ShapeMismatchError(module, `lora_B.bias needs a base bias '${module}.bias'${checkpointKeyNote(`${module}.bias`, keys)}, and the base has none`);
       biasOf.set(bName, { module, m, scaling });
     }
   }
@@ -121,7 +152,7 @@ export function planMerge(src: ModelSource, adapter: LoraAdapter): MergePlan {
   const unused: string[] = [];
   for (const [key, t] of adapter.extraTensors) {
     // `X.base_layer.bias` / embedding copies are saved under the wrapped name; the base knows them as `X.bias`.
-    const name = findBaseName(src, key.replace(".base_layer.", ".")) ?? findBaseName(src, key);
+    const name = findBaseName(src, key.replace(".base_layer.", "."), loaded) ?? findBaseName(src, key, loaded);
     const entry = name === undefined ? undefined : src.entry(name);
     if (!name || !entry) {
       unused.push(key);
@@ -150,7 +181,7 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     await refuseExisting(target.path, target.kind, options.force === true);
     // Saved embedding layers and trainable tokens become whole-tensor replacements (PEFT loads them into the base first).
     adapter = await foldSavedLayers(adapter, src);
-    const plan = planMerge(src, adapter);
+    const plan = planMerge(src, adapter, await baseCheckpointKeyMap(target.baseDir ?? dirname(resolve(base))));
     if (options.unmerge && plan.replace.size) {
       throw new UnsupportedFeatureError("modules_to_save", `unmerge: ${[...plan.replace.keys()].join(", ")} ${plan.replace.size === 1 ? "is a copy" : "are copies"} saved whole by the adapter; merged weights no longer hold the base's own, so they cannot be unmerged`);
     }

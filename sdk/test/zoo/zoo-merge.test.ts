@@ -20,12 +20,12 @@ const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/make_zoo.py"), "
 // The weight tolerance of merge-model.test.ts (float32 weights of magnitude ~0.02–1).
 const TOL = 1e-6;
 /**
- * Merges loraport refuses today, with the refusal it must give (a typed error naming the adapted module). ViT: transformers 5
- * saves the checkpoint under its old names (vit.encoder.layer.N.attention.attention.query) while PEFT's adapter names the new
- * modules (vit.layers.N.attention.q_proj); issue #14 asks to merge as PEFT does (the conversion mapping). When this starts
- * to merge, the test fails: drop the entry and mark the README's zoo table.
+ * Merges loraport refuses today, with the refusal it must give (a typed error naming the adapted module); none now. ViT, which
+ * transformers 5 saves under its old names (vit.encoder.layer.N.attention.attention.query) while PEFT's adapter names the
+ * loaded modules (vit.layers.N.attention.q_proj), merges through its checkpoint renaming (src/adapter/checkpoint-keys.ts) and
+ * is written back under the checkpoint's names, as PEFT merge_and_unload().save_pretrained() writes it.
  */
-const KNOWN_MERGE_REFUSALS: Readonly<Record<string, RegExp>> = { vit: /vit\.layers\.0\.attention\.q_proj: the base has no tensor/ };
+const KNOWN_MERGE_REFUSALS: Readonly<Record<string, RegExp>> = {};
 /** Every architecture of the issue's zoo; the test fails if the fixture skips one. */
 const ARCHS = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi", "phi3", "gpt_neox", "opt", "bloom", "falcon", "gptj",
   "olmo2", "starcoder2", "mixtral", "bert", "roberta", "distilbert", "deberta-v2", "electra", "t5", "bart", "vit"] as const;
