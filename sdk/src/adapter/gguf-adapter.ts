@@ -27,7 +27,7 @@ export interface GgufAdapterFile {
   readonly lines: readonly string[];
 }
 
-const MERGE_INSTEAD = "llama.cpp's GGUF LoRA cannot represent it; merge instead (loraport merge --base <HF folder> --adapter <dir> --out <merged>) and convert the merged model";
+const MERGE_INSTEAD = "llama.cpp's GGUF LoRA cannot represent it; merge instead (loraport merge --base <HF folder> --adapter <dir> --to gguf --out merged.gguf: a merged base GGUF in one step)";
 
 /** Refuse what a GGUF LoRA cannot hold, naming the key and saying to merge instead. */
 function refuseUnrepresentable(adapter: LoraAdapter): void {

@@ -14,5 +14,6 @@ export * from "./merge-model.js";
 export { writeSafetensorsStreaming, type PlannedTensor } from "./stream-writer.js";
 export { adapterToGguf, adapterFromGguf, type GgufOutType, type GgufAdapterFile } from "./gguf-adapter.js";
 export { writeGgufModel, type GgufModelReport } from "./gguf-base.js";
+export { mergeToGguf, type MergeToGgufOptions, type MergeToGgufReport } from "./merge-gguf.js";
 export { readGgufBaseInfo, readHfHparams, type GgufBaseInfo, type HfHparams } from "./gguf-hparams.js";
 export { GGUF_MODEL_TYPES, type GgufArchName, type GgufArchitecture } from "./gguf-arch.js";

@@ -1,14 +1,14 @@
 import type { Command } from "commander";
 import { AdapterError } from "../../errors.js";
 import { mergeModel } from "../../adapter/merge-model.js";
-import { readPeftAdapter } from "../../adapter/peft-io.js";
+import { checkMergeTarget, mergeToGgufCommand, readMergeAdapter, withMergeTargetOptions, type MergeTargetOptions } from "./merge-to-gguf.js";
 import { assertOutputNotInput } from "../../internal/output-guard.js";
 import { progressReporter } from "../progress-bar.js";
 import { writtenFiles } from "../written-files.js";
 
 const DTYPES = { f32: "F32", f16: "F16", bf16: "BF16" } as const;
 
-interface MergeCliOptions {
+interface MergeCliOptions extends MergeTargetOptions {
   base: string;
   adapter: string;
   out: string;
@@ -25,18 +25,18 @@ interface MergeCliOptions {
  * merged ones), written with the base's names and sharding.
  */
 export function registerMerge(program: Command): void {
-  program
+  withMergeTargetOptions(program
     .command("merge")
-    .description("merge a PEFT LoRA adapter into a base model's safetensors weights (file, folder or sharded folder), or unmerge it")
+    .description("merge a PEFT LoRA adapter (or a loralib checkpoint) into a base model's safetensors weights (file, folder or sharded folder), or unmerge it; --to gguf writes the merged model as a base GGUF for llama.cpp in one step (DoRA and modules_to_save included, which a GGUF LoRA cannot carry)")
     .requiredOption("--base <path>", "base model: a .safetensors file, a folder, or a *.safetensors.index.json")
-    .requiredOption("--adapter <dir>", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors/.bin)")
+    .requiredOption("--adapter <path>", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors/.bin), or a loralib checkpoint file (with --r/--alpha or --preset)")
     .requiredOption("--out <path>", "output: a folder base gives a complete model folder (weights as the base's shards + config, tokenizer and other files); a .safetensors base, or --out ending in .safetensors with a one-file base, gives one weights file")
-    .option("--dtype <dtype>", "output dtype of float tensors: f32, f16 or bf16 (default: as the base)")
+    .option("--dtype <dtype>", "output dtype of float tensors: f32, f16 or bf16 (default: as the base); --to gguf: of the matrices (norms and biases stay f32, as llama.cpp's converter writes them)")
     .option("--safe", "refuse non-finite merged values")
-    .option("--unmerge", "subtract the adapter instead: --base holds weights it was merged into (W = W' − ΔW)")
+    .option("--unmerge", "subtract the adapter instead: --base holds weights it was merged into (W = W' − ΔW); DoRA needs the norms record its merge wrote (<out>/loraport/dora-norms.safetensors, or <out>.dora-norms beside a file)")
     .option("--force", "replace --out if it exists (default: an existing file or non-empty folder is refused)")
     .option("--json", "print one JSON object (files written with their sizes, modules merged) instead of text")
-    .option("--progress", "progress as phase lines on stderr, also off a terminal or with --json (default: a bar on a terminal only)")
+    .option("--progress", "progress as phase lines on stderr, also off a terminal or with --json (default: a bar on a terminal only)"))
     .action(async (opts: MergeCliOptions) => {
       let dtype: (typeof DTYPES)[keyof typeof DTYPES] | undefined;
       if (opts.dtype !== undefined) {
@@ -44,8 +44,10 @@ export function registerMerge(program: Command): void {
         if (!dtype) throw new AdapterError(`--dtype '${opts.dtype}': expected f32, f16 or bf16`);
       }
       assertOutputNotInput(opts.out, [{ flag: "--base", path: opts.base }, { flag: "--adapter", path: opts.adapter }]);
-      const { adapter, warnings } = await readPeftAdapter(opts.adapter);
+      await checkMergeTarget(opts);
+      const { adapter, warnings } = await readMergeAdapter(opts);
       for (const w of warnings) process.stderr.write(`loraport: warning: ${w}\n`);
+      if (opts.to === "gguf") return mergeToGgufCommand(opts, adapter, dtype);
       const bar = progressReporter(opts);
       const t0 = performance.now();
       try {
@@ -57,7 +59,7 @@ export function registerMerge(program: Command): void {
         if (opts.json) {
           console.log(JSON.stringify({
             command: opts.unmerge ? "unmerge" : "merge", out: report.out, files: writtenFiles(report.files), tensors: report.tensors, modules: report.merged.length,
-            merged: report.merged, replaced: report.replaced, unused: report.unused, copied: report.copied, leftOut: report.leftOut, bytesRead: report.bytesRead, bytesWritten: report.bytesWritten, seconds: secs,
+            merged: report.merged, replaced: report.replaced, unused: report.unused, copied: report.copied, leftOut: report.leftOut, ...(report.doraNorms ? { doraNorms: report.doraNorms } : {}), bytesRead: report.bytesRead, bytesWritten: report.bytesWritten, seconds: secs,
           }));
           return;
         }
@@ -68,6 +70,7 @@ export function registerMerge(program: Command): void {
         if (report.leftOut.length) console.log(`other weight files of the base, not merged so not copied: ${report.leftOut.join(", ")}`);
         if (report.replaced.length) console.log(`replaced by the adapter's saved copies: ${report.replaced.join(", ")}`);
         if (report.unused.length) console.log(`adapter tensors with no base counterpart (not applied): ${report.unused.join(", ")}`);
+        if (report.doraNorms) console.log(`DoRA norms the merge divided by, kept for --unmerge: ${report.doraNorms}`);
       } finally {
         bar.stop();
       }
