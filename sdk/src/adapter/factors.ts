@@ -4,8 +4,8 @@
  */
 import { UnsupportedFeatureError } from "../errors.js";
 import { toFloat32 } from "../tensor/index.js";
-import type { LoraAdapter, LoraModuleKind } from "./adapter.js";
-import { moduleDims, moduleRank } from "./adapter.js";
+import type { ConvKind, LoraAdapter, LoraModuleKind } from "./adapter.js";
+import { isConvKind, moduleDims, moduleRank } from "./adapter.js";
 import { resolveModule } from "./config.js";
 
 export interface ModuleFactors {
@@ -22,7 +22,7 @@ export interface ModuleFactors {
    * layout is (B·A)ᵀ.
    */
   readonly fanInFanOut: boolean;
-  readonly kind: Exclude<LoraModuleKind, "conv2d">;
+  readonly kind: Exclude<LoraModuleKind, ConvKind>;
 }
 
 /**
@@ -35,7 +35,7 @@ export function adapterFactors(adapter: LoraAdapter): Map<string, ModuleFactors>
   for (const [name, m] of adapter.modules) {
     if (m.magnitude) throw new UnsupportedFeatureError("use_dora", `${name}: DoRA modules cannot be applied as plain low-rank factors`);
     if (m.bBias) throw new UnsupportedFeatureError("lora_bias", `${name}: lora_B.bias cannot be applied as plain low-rank factors`);
-    if (m.kind === "conv2d") throw new UnsupportedFeatureError("target_modules", `${name}: conv LoRA cannot be applied as matrix factors`);
+    if (isConvKind(m.kind)) throw new UnsupportedFeatureError("target_modules", `${name}: conv LoRA cannot be applied as matrix factors`);
     const { scaling } = resolveModule(adapter.config, name);
     const r = moduleRank(m);
     const dims = moduleDims(m);

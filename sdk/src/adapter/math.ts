@@ -6,7 +6,7 @@
  */
 import { AdapterError, NonFiniteError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { fromFloat32, numel, toFloat32, type DType, type Tensor } from "../tensor/index.js";
-import { baseWeightShape, moduleDims, moduleRank, type LoraModule } from "./adapter.js";
+import { baseWeightShape, isConvKind, moduleDims, moduleRank, type LoraModule } from "./adapter.js";
 import { addLowRankWasm, mergeLowRankWasm } from "./lowrank-wasm.js";
 
 /**
@@ -53,7 +53,7 @@ function factorsForStoredLayout(m: LoraModule): { L: Float32Array; R: Float32Arr
   const { in: nIn, out } = moduleDims(m);
   const A = toFloat32(m.A);
   const B = toFloat32(m.B);
-  if (m.kind === "linear" || m.kind === "conv2d") return { L: B, R: A, rows: out, cols: nIn, r };
+  if (m.kind === "linear" || isConvKind(m.kind)) return { L: B, R: A, rows: out, cols: nIn, r };
   // Conv1D and Embedding store the weight transposed: W_stored = (B·A)ᵀ = Aᵀ·Bᵀ.
   return { L: transpose2d(A, r, nIn), R: transpose2d(B, out, r), rows: nIn, cols: out, r };
 }
@@ -94,7 +94,7 @@ export function mergeWeight(base: Tensor, m: LoraModule, scaling: number, option
   checkBaseShape(base, m, module);
   if (m.magnitude && options.unmerge) throw new UnsupportedFeatureError("use_dora", `${module}: DoRA unmerge needs the weight norm cached at merge time; merge into a copy of the base instead`);
   const { L, R, rows, cols, r } = factorsForStoredLayout(m);
-  const rowsAreOutputs = m.kind === "linear" || m.kind === "conv2d";
+  const rowsAreOutputs = m.kind === "linear" || isConvKind(m.kind);
   const finish = (W: Float32Array): void => {
     if (m.magnitude) applyDoraFactor(W, rows, cols, toFloat32(m.magnitude), rowsAreOutputs, module);
     if (options.safe) assertFinite(W, module);

@@ -10,7 +10,7 @@ import { AdapterError, FileMissingError, FormatError, UnsupportedFeatureError } 
 import { readSafetensors, writeSafetensors } from "../formats/safetensors/index.js";
 import { writeFileAtomic, writeAll } from "../formats/atomic-file.js";
 import type { Tensor } from "../tensor/index.js";
-import { validateAdapter, type LoraAdapter, type LoraModule, type LoraModuleKind } from "./adapter.js";
+import { convKindForSpatialDims, validateAdapter, type LoraAdapter, type LoraModule, type LoraModuleKind } from "./adapter.js";
 import { parseLoraConfig, serializeLoraConfig, type LoraConfig, type SerializeOptions } from "./config.js";
 import { loadTorchStateDict } from "./torch-state.js";
 
@@ -109,9 +109,11 @@ export function adapterFromStateDict(config: LoraConfig, tensors: ReadonlyMap<st
  */
 function moduleKind(config: LoraConfig, name: string, A: Tensor, embedding: boolean, file: string): LoraModuleKind {
   if (embedding) return "embedding";
-  if (A.shape.length === 4) return "conv2d";
   if (A.shape.length === 2) return config.fan_in_fan_out ? "conv1d" : "linear";
-  throw new UnsupportedFeatureError("target_modules", `${file}: module ${name}: ${A.shape.length}-D lora_A [${A.shape.join(", ")}] (Conv1d/Conv3d LoRA) is not implemented`);
+  // nn.Conv1d/2d/3d: A [r, in, k…] (3-, 4- or 5-D).
+  const conv = convKindForSpatialDims(A.shape.length - 2);
+  if (conv) return conv;
+  throw new UnsupportedFeatureError("target_modules", `${file}: module ${name}: ${A.shape.length}-D lora_A [${A.shape.join(", ")}] fits no layer PEFT adapts (Linear/Conv1D 2-D, Conv1d/2d/3d 3- to 5-D)`);
 }
 
 /** The adapter's tensors under PEFT's saved key names (prefixed). */

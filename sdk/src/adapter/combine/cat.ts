@@ -5,7 +5,7 @@
 import { AdapterError, UnsupportedFeatureError } from "../../errors.js";
 import { toFloat32 } from "../../tensor/index.js";
 import type { LoraAdapter, LoraModule } from "../adapter.js";
-import { moduleDims } from "../adapter.js";
+import { isConvKind, moduleDims } from "../adapter.js";
 import { resolveModule } from "../config.js";
 import { checkWeights, combinedConfig, combinedExtraTensors, f32Tensor, moduleNames } from "./combined-config.js";
 
@@ -48,7 +48,7 @@ export function catAdapters(adapters: readonly LoraAdapter[], weights: readonly 
       off += p.r;
     }
     const Ashape = [rTotal, ...aShape.slice(1)];
-    const Bshape = kind === "conv2d" ? [out, rTotal, 1, 1] : [out, rTotal];
+    const Bshape = isConvKind(kind!) ? [out, rTotal, ...aShape.slice(2).map(() => 1)] : [out, rTotal];
     modules.set(name, { kind: kind!, A: f32Tensor(Ashape, A), B: f32Tensor(Bshape, B) });
     ranks.set(name, rTotal);
   }

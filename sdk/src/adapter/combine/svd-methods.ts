@@ -7,7 +7,7 @@
 import { ArgumentError, AdapterError } from "../../errors.js";
 import { toFloat32 } from "../../tensor/index.js";
 import type { LoraAdapter, LoraModule } from "../adapter.js";
-import { moduleDims } from "../adapter.js";
+import { isConvKind, moduleDims } from "../adapter.js";
 import { deltaWeight, transpose2d } from "../math.js";
 import { checkWeights, combinedConfig, combinedExtraTensors, f32Tensor } from "./combined-config.js";
 import { applyMergeRule, type MergeRule, type MergeRuleOptions } from "./merge-rules.js";
@@ -47,8 +47,8 @@ export function combineBySvd(method: SvdMethod, adapters: readonly LoraAdapter[]
     if (k > Math.min(out, nIn)) throw new ArgumentError("svdRank", `${k} exceeds ${name}'s smaller dimension (${out}×${nIn}); PEFT cannot truncate to it either`);
     const svd = method === "svd" ? svdOfWeightedSum(parts, weights, out, nIn, k) : svdOfMergedDelta(RULE[method], parts, weights, out, nIn, k, options, name);
     const { B, A } = clamp === undefined ? { B: Float32Array.from(svd.US), A: Float32Array.from(svd.Vh) } : clampFactors(svd.US, svd.Vh, clamp);
-    const Ashape = first.kind === "conv2d" ? [k, ...first.A.shape.slice(1)] : [k, nIn];
-    const Bshape = first.kind === "conv2d" ? [out, k, 1, 1] : [out, k];
+    const Ashape = isConvKind(first.kind) ? [k, ...first.A.shape.slice(1)] : [k, nIn];
+    const Bshape = isConvKind(first.kind) ? [out, k, ...first.A.shape.slice(2).map(() => 1)] : [out, k];
     modules.set(name, { kind: first.kind, A: f32Tensor(Ashape, A), B: f32Tensor(Bshape, B) });
     ranks.set(name, k);
   }
