@@ -7,6 +7,8 @@
  * - `MergedLinear` with k enabled blocks of rank r: one PEFT LoRA of rank k·r on the fused module, A' = A,
  *   B' block-structured (block g's rows hold B_g in columns [g·r, (g+1)·r), disabled blocks zero), and
  *   lora_alpha' = k·alpha so that alpha'/r' = alpha/r: B'·A' equals loralib's ΔW term by term.
+ * - `ConvLoRA` (lora.Conv2d, k×k kernel; B has r·k columns): an exact PEFT conv LoRA of its own rank, given by
+ *   rank_pattern / alpha_pattern (see loralib-conv.ts); the report says which rank and why.
  * - Saved-whole tensors (classification heads) → `modules_to_save`, with `task_type: SEQ_CLS`.
  */
 import { AdapterError } from "../errors.js";
@@ -14,6 +16,7 @@ import { toFloat32, type Tensor } from "../tensor/index.js";
 import type { LoraAdapter, LoraModule } from "./adapter.js";
 import { loraConfig } from "./config.js";
 import { resolveLoralibOptions, type LoralibCheckpoint, type LoralibOptions, type ResolvedLoralib } from "./loralib.js";
+import { convertLoralibConv, loralibConvKernel } from "./loralib-conv.js";
 import { expandMergedLinearB } from "./math.js";
 
 /** Module names loralib examples give their embeddings. */
@@ -40,8 +43,18 @@ export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOp
   // Embeddings keep rank r while fused modules become k·r: they get their own rank/alpha pattern entries.
   const rankPattern: Record<string, number> = {};
   const alphaPattern: Record<string, number> = {};
+  const convLines: string[] = [];
   for (const [name, { A, B }] of ckpt.modules) {
     const embedding = options.embeddings?.includes(name) ?? EMBEDDING_NAME.test(name);
+    const convK = embedding ? undefined : loralibConvKernel(A, B, r);
+    if (convK !== undefined) {
+      const c = convertLoralibConv(name, A, B, r, alpha, convK);
+      modules.set(name, c.module);
+      rankPattern[`^${name.replace(/\./g, "\\.")}`] = c.rank;
+      alphaPattern[`^${name.replace(/\./g, "\\.")}`] = c.alpha;
+      convLines.push(`${name}: loralib Conv2d ${convK}×${convK} (A [${A.shape.join(", ")}], B [${B.shape.join(", ")}], groups 1 assumed) → PEFT conv LoRA of ${c.how}`);
+      continue;
+    }
     const kind = embedding ? "embedding" : res.fanInFanOut ? "conv1d" : "linear";
     const kMod = embedding ? 1 : k;
     const aRows = A.shape[0]!;
@@ -95,6 +108,7 @@ export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOp
     `preset: ${res.preset?.name ?? "(none)"} (${res.presetSource})${res.preset ? ` — ${res.preset.description}` : ""}`,
     `loralib: r=${r}, lora_alpha=${alpha}, scaling=${alpha / r}${enableLora ? `, enable_lora=[${enableLora.join(", ")}]` : ""}, fan_in_fan_out=${res.fanInFanOut}`,
     `PEFT: r=${peftR}, lora_alpha=${peftAlpha} (scaling ${scaling}), target_modules=[${res.targets.join(", ")}], ${modules.size} modules${enableLora ? " (fused MergedLinear blocks as one block-structured LoRA)" : ""}`,
+    ...convLines,
     ...(headTensors.length ? [`modules_to_save: [${res.headModules.join(", ")}] (${headTensors.length} tensors), task_type ${res.taskType}`] : []),
     ...res.notes.map((n) => `note: ${n}`),
   ];

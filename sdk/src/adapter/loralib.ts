@@ -44,7 +44,7 @@ export function loralibFromStateDict(file: string, state: ReadonlyMap<string, Te
     const slot = m[2] as "A" | "B";
     const entry = modules.get(name) ?? {};
     if (entry[slot]) throw new AdapterError(`${file}: ${name}.lora_${slot} appears twice (with and without the 'module.' prefix?)`);
-    if (t.shape.length !== 2) throw new AdapterError(`${file}: ${key} has shape [${t.shape.join(", ")}]; loralib Linear/MergedLinear/Embedding factors are 2-D (ConvLoRA is not supported)`);
+    if (t.shape.length !== 2) throw new AdapterError(`${file}: ${key} has shape [${t.shape.join(", ")}]; loralib Linear/MergedLinear/Embedding/ConvLoRA factors are 2-D`);
     entry[slot] = t;
     modules.set(name, entry);
   }
