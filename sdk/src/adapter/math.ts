@@ -77,6 +77,10 @@ export interface MergeOptions {
   readonly dtype?: DType;
   /** A reusable buffer for the result (at least `bytes` long); default a fresh array. Used by streaming merges. */
   readonly output?: (bytes: number) => ArrayBuffer;
+  /** DoRA merge: receives the per-output norms ‖W + sBA‖ (F32) the merge divided by, so they can be recorded for an unmerge. */
+  readonly onDoraNorms?: (norms: Float32Array) => void;
+  /** DoRA unmerge: the norms recorded at merge time (`onDoraNorms`); without them a DoRA unmerge is refused. */
+  readonly doraNorms?: Float32Array;
 }
 
 /** Check a base weight against what the module expects, naming the module and both shapes. */
@@ -92,11 +96,14 @@ export function checkBaseShape(base: Tensor, m: LoraModule, module: string): voi
 export function mergeWeight(base: Tensor, m: LoraModule, scaling: number, options: MergeOptions = {}): Tensor {
   const module = options.module ?? "module";
   checkBaseShape(base, m, module);
-  if (m.magnitude && options.unmerge) throw new UnsupportedFeatureError("use_dora", `${module}: DoRA unmerge needs the weight norm cached at merge time; merge into a copy of the base instead`);
+  if (m.magnitude && options.unmerge) return unmergeDora(base, m, scaling, module, options);
   const { L, R, rows, cols, r } = factorsForStoredLayout(m);
   const rowsAreOutputs = m.kind === "linear" || isConvKind(m.kind);
   const finish = (W: Float32Array): void => {
-    if (m.magnitude) applyDoraFactor(W, rows, cols, toFloat32(m.magnitude), rowsAreOutputs, module);
+    if (m.magnitude) {
+      const norms = applyDoraFactor(W, rows, cols, toFloat32(m.magnitude), rowsAreOutputs, module);
+      options.onDoraNorms?.(norms);
+    }
     if (options.safe) assertFinite(W, module);
   };
   const outDtype = options.dtype ?? base.dtype;
@@ -114,7 +121,7 @@ export function mergeWeight(base: Tensor, m: LoraModule, scaling: number, option
  * DoRA: W' = (m / ‖W + sBA‖) · (W + sBA), the norm taken per output over the inputs (PEFT detaches it).
  * `rowsAreOutputs` is false for layouts stored transposed (Conv1D, Embedding), where outputs are columns.
  */
-function applyDoraFactor(V: Float32Array, rows: number, cols: number, magnitude: Float32Array, rowsAreOutputs: boolean, module: string): void {
+function applyDoraFactor(V: Float32Array, rows: number, cols: number, magnitude: Float32Array, rowsAreOutputs: boolean, module: string): Float32Array {
   const nOut = rowsAreOutputs ? rows : cols;
   if (magnitude.length !== nOut) throw new AdapterError(`${module}: lora_magnitude_vector has ${magnitude.length} values for ${nOut} outputs`);
   const sq = new Float64Array(nOut);
@@ -125,12 +132,44 @@ function applyDoraFactor(V: Float32Array, rows: number, cols: number, magnitude:
       sq[rowsAreOutputs ? i : j]! += v * v;
     }
   }
-  const factor = new Float32Array(nOut);
-  for (let k = 0; k < nOut; k++) factor[k] = Math.fround(magnitude[k]!) / Math.fround(Math.sqrt(sq[k]!));
+  const norms = new Float32Array(nOut);
+  for (let k = 0; k < nOut; k++) norms[k] = Math.sqrt(sq[k]!);
+  const factor = doraFactor(magnitude, norms);
   for (let i = 0; i < rows; i++) {
     const o = i * cols;
     for (let j = 0; j < cols; j++) V[o + j] = V[o + j]! * factor[rowsAreOutputs ? i : j]!;
   }
+  return norms;
+}
+
+/** f32(m / ‖·‖) per output: the same factor at merge and at unmerge, so dividing by it undoes the merge's product. */
+function doraFactor(magnitude: Float32Array, norms: Float32Array): Float32Array {
+  const factor = new Float32Array(norms.length);
+  for (let k = 0; k < norms.length; k++) factor[k] = magnitude[k]! / norms[k]!;
+  return factor;
+}
+
+/**
+ * DoRA unmerge, as PEFT's `unmerge`: W = W' / (m / ‖W + sBA‖) − sBA, with the norms recorded when the module was merged
+ * (they are of the base weight, which the merged weight no longer holds).
+ */
+function unmergeDora(base: Tensor, m: LoraModule, scaling: number, module: string, options: MergeOptions): Tensor {
+  const norms = options.doraNorms;
+  if (!norms) throw new UnsupportedFeatureError("use_dora", `${module}: DoRA unmerge needs the per-output weight norms recorded when the module was merged (PEFT keeps them in memory only)`);
+  const { L, R, rows, cols, r } = factorsForStoredLayout(m);
+  const rowsAreOutputs = m.kind === "linear" || isConvKind(m.kind);
+  const magnitude = toFloat32(m.magnitude!);
+  const nOut = rowsAreOutputs ? rows : cols;
+  if (magnitude.length !== nOut || norms.length !== nOut) throw new AdapterError(`${module}: DoRA unmerge: ${magnitude.length} magnitudes and ${norms.length} recorded norms for ${nOut} outputs`);
+  const factor = doraFactor(magnitude, norms);
+  const W = toFloat32(base, true);
+  for (let i = 0; i < rows; i++) {
+    const o = i * cols;
+    for (let j = 0; j < cols; j++) W[o + j] = W[o + j]! / factor[rowsAreOutputs ? i : j]!;
+  }
+  addLowRank(W, rows, cols, L, R, r, scaling, -1);
+  if (options.safe) assertFinite(W, module);
+  return fromFloat32(W, options.dtype ?? base.dtype, base.shape);
 }
 
 /** `lora_bias`: the base bias gains s·lora_B.bias on merge (PEFT), loses it on unmerge. */

@@ -20,6 +20,7 @@ import { castTo, fromBytes, isFloat, itemsize, numel, type DType, type Tensor } 
 import { baseWeightShape, type LoraAdapter, type LoraModule } from "./adapter.js";
 import { baseCheckpointKeyMap, type CheckpointKeyMap } from "./checkpoint-keys.js";
 import { resolveModule } from "./config.js";
+import { DORA_NORMS_IN_FOLDER, doraFingerprint, doraNormsPath, readDoraNorms, tensorDigest, writeDoraNorms, type DoraNormsRecord, type DoraWeight } from "./dora-norms.js";
 import { mergeBias, mergeWeight } from "./math.js";
 import { foldSavedLayers } from "./saved-layers.js";
 import { writeSafetensorsStreaming, type PlannedTensor } from "./stream-writer.js";
@@ -30,9 +31,9 @@ export interface MergeModelOptions {
   /** Refuse non-finite merged values (`NonFiniteError` naming the module). */
   readonly safe?: boolean;
   /**
-   * Subtract the adapter from weights it was merged into (W = W' − ΔW), as PEFT's `unmerge_adapter`. Refused for
-   * DoRA modules (the norm PEFT caches at merge time is not in the weights) and for `modules_to_save` copies (the
-   * base's own copy is gone from merged weights).
+   * Subtract the adapter from weights it was merged into (W = W' − ΔW), as PEFT's `unmerge_adapter`. DoRA modules
+   * unmerge with the norms `mergeModel` recorded beside the merged weights (dora-norms.ts), refused without them;
+   * `modules_to_save` copies are refused (the base's own copy is gone from merged weights).
    */
   readonly unmerge?: boolean;
   /** Replace an existing output (a file, or a non-empty folder); without it an existing output is refused before any work. */
@@ -64,6 +65,8 @@ export interface MergeModelReport {
   readonly copied: readonly string[];
   /** Folder output: other weight files of the base folder (e.g. pytorch_model.bin) not merged, so not copied. */
   readonly leftOut: readonly string[];
+  /** A DoRA merge: the record of the norms it divided by, which `unmerge` needs (dora-norms.ts); also in `files`. */
+  readonly doraNorms?: string;
 }
 
 /** Which base tensors a merge changes and how (also streamed into a GGUF by `mergeToGguf`). @internal */
@@ -185,10 +188,10 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     if (options.unmerge && plan.replace.size) {
       throw new UnsupportedFeatureError("modules_to_save", `unmerge: ${[...plan.replace.keys()].join(", ")} ${plan.replace.size === 1 ? "is a copy" : "are copies"} saved whole by the adapter; merged weights no longer hold the base's own, so they cannot be unmerged`);
     }
-    const dora = [...adapter.modules].filter(([, m]) => m.magnitude !== undefined).map(([n]) => n);
-    if (options.unmerge && dora.length) {
-      throw new UnsupportedFeatureError("use_dora", `unmerge: ${dora[0]}${dora.length > 1 ? ` and ${dora.length - 1} more modules` : ""} use DoRA, whose unmerge needs the weight norm PEFT caches at merge time (not in the merged weights)`);
-    }
+    // DoRA: a merge records the norms it divides by; an unmerge needs that record (dora-norms.ts).
+    const doraWeights: DoraWeight[] = [...plan.weightOf].filter(([, w]) => w.m.magnitude !== undefined).map(([tensor, w]) => ({ tensor, ...w }));
+    const record: DoraNormsRecord | undefined = options.unmerge && doraWeights.length ? await readDoraNorms(doraNormsPath(target.baseDir ? "folder" : "file", target.baseDir ?? src.shards[0]!), doraWeights) : undefined;
+    const normsOut = new Map<string, { norms: Float32Array; digest: string }>();
     const sign = options.unmerge ? { unmerge: true } : {};
     const outDtype = (d: DType): DType => (options.dtype && isFloat(d) ? options.dtype : d);
     const total = src.names.length;
@@ -231,7 +234,10 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       const b = plan.biasOf.get(name);
       const rep = plan.replace.get(name);
       if (w) {
-        t = mergeWeight(base, w.m, w.scaling, { module: w.module, dtype, output, ...sign, ...(options.safe ? { safe: true } : {}) });
+        let norms: Float32Array | undefined;
+        const dora = !w.m.magnitude ? {} : record ? { doraNorms: record.normsFor(name, base, w.module) } : { onDoraNorms: (n: Float32Array) => (norms = n) };
+        t = mergeWeight(base, w.m, w.scaling, { module: w.module, dtype, output, ...sign, ...dora, ...(options.safe ? { safe: true } : {}) });
+        if (norms) normsOut.set(name, { norms, digest: tensorDigest(t) });
         merged.push({ module: w.module, tensor: name, kind: w.m.kind, r: w.r, scaling: w.scaling, dora: w.m.magnitude !== undefined });
       } else if (b) {
         t = mergeBias(base, b.m.bBias!, b.scaling, { module: b.module, dtype, ...sign, ...(options.safe ? { safe: true } : {}) });
@@ -263,15 +269,29 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       const missing = [...adapter.modules.keys()].filter((m) => !adapted.has(m));
       if (missing.length) throw new AdapterError(`modules not merged: ${missing.join(", ")}`);
     };
+    const normsFile = doraNormsPath(target.kind, target.path);
+    // Written with the weights (into the temp folder, for a folder), so an output never lacks the record its merge made.
+    const recordNorms = async (path: string): Promise<void> => {
+      if (!normsOut.size) return;
+      await mkdir(dirname(path), { recursive: true });
+      await writeDoraNorms(path, doraFingerprint(doraWeights), normsOut);
+      files.push(normsFile);
+    };
     if (target.kind === "file") {
       await mkdir(dirname(resolve(target.path)), { recursive: true });
       await writeSafetensorsStreaming(target.path, planOf(src.names), produce, src.metadata, prefetch, written);
       files.push(target.path);
       checkAllMerged();
+      // A record left beside a replaced file by an earlier DoRA merge no longer describes it.
+      if (!normsOut.size) await rm(normsFile, { force: true });
+      await recordNorms(normsFile);
     } else {
-      companions = await writeFolderOutput(src, target.baseDir!, target.path, options.force === true, planOf, produce, outDtype, files, prefetch, written, checkAllMerged);
+      companions = await writeFolderOutput(src, target.baseDir!, target.path, options.force === true, planOf, produce, outDtype, files, prefetch, written, async (tmp) => {
+        checkAllMerged();
+        await recordNorms(join(tmp, DORA_NORMS_IN_FOLDER));
+      });
     }
-    return { out: target.path, files, tensors: total, merged, replaced: [...plan.replace.keys()], unused: plan.unused, bytesRead, bytesWritten, ...companions };
+    return { out: target.path, files, tensors: total, merged, replaced: [...plan.replace.keys()], unused: plan.unused, bytesRead, bytesWritten, ...companions, ...(normsOut.size ? { doraNorms: normsFile } : {}) };
   } finally {
     await handles.close();
     await src.close();
@@ -333,7 +353,8 @@ async function copyCompanions(baseDir: string, dest: string, skip: ReadonlySet<s
       if (name.startsWith(".")) continue; // .cache/, .gitattributes: download bookkeeping
       const from = join(dir, name);
       const rel = relative(baseDir, from);
-      if (skip.has(rel)) continue;
+      // A DoRA norms record describes the merge that wrote it, never the output of this one.
+      if (skip.has(rel) || rel === DORA_NORMS_IN_FOLDER) continue;
       const st = await stat(from).catch(() => undefined); // follows symlinks: HF cache snapshots link to blobs
       if (!st) continue;
       if (st.isDirectory()) {
@@ -351,6 +372,7 @@ async function copyCompanions(baseDir: string, dest: string, skip: ReadonlySet<s
     }
   };
   await walk(baseDir, 0);
+  await rmdir(join(dest, dirname(DORA_NORMS_IN_FOLDER))).catch(() => {}); // the record's folder, if the walk left it empty
   return { copied, leftOut };
 }
 
@@ -365,7 +387,7 @@ async function writeFolderOutput(
   files: string[],
   prefetch: (name: string) => void,
   written: (name: string) => void,
-  beforeInstall: () => void,
+  beforeInstall: (tmp: string) => Promise<void>,
 ): Promise<Companions> {
   const parent = dirname(resolve(outPath));
   await mkdir(parent, { recursive: true });
@@ -400,7 +422,7 @@ async function writeFolderOutput(
     }
     const companions = await copyCompanions(baseDir, tmp, skip);
     for (const rel of companions.copied) files.push(join(outPath, rel));
-    beforeInstall();
+    await beforeInstall(tmp);
     await installFolder(tmp, outPath, force);
     return companions;
   } catch (err) {

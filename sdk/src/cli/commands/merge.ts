@@ -33,7 +33,7 @@ export function registerMerge(program: Command): void {
     .requiredOption("--out <path>", "output: a folder base gives a complete model folder (weights as the base's shards + config, tokenizer and other files); a .safetensors base, or --out ending in .safetensors with a one-file base, gives one weights file")
     .option("--dtype <dtype>", "output dtype of float tensors: f32, f16 or bf16 (default: as the base); --to gguf: of the matrices (norms and biases stay f32, as llama.cpp's converter writes them)")
     .option("--safe", "refuse non-finite merged values")
-    .option("--unmerge", "subtract the adapter instead: --base holds weights it was merged into (W = W' − ΔW)")
+    .option("--unmerge", "subtract the adapter instead: --base holds weights it was merged into (W = W' − ΔW); DoRA needs the norms record its merge wrote (<out>/loraport/dora-norms.safetensors, or <out>.dora-norms beside a file)")
     .option("--force", "replace --out if it exists (default: an existing file or non-empty folder is refused)")
     .option("--json", "print one JSON object (files written with their sizes, modules merged) instead of text")
     .option("--progress", "progress as phase lines on stderr, also off a terminal or with --json (default: a bar on a terminal only)"))
@@ -59,7 +59,7 @@ export function registerMerge(program: Command): void {
         if (opts.json) {
           console.log(JSON.stringify({
             command: opts.unmerge ? "unmerge" : "merge", out: report.out, files: writtenFiles(report.files), tensors: report.tensors, modules: report.merged.length,
-            merged: report.merged, replaced: report.replaced, unused: report.unused, copied: report.copied, leftOut: report.leftOut, bytesRead: report.bytesRead, bytesWritten: report.bytesWritten, seconds: secs,
+            merged: report.merged, replaced: report.replaced, unused: report.unused, copied: report.copied, leftOut: report.leftOut, ...(report.doraNorms ? { doraNorms: report.doraNorms } : {}), bytesRead: report.bytesRead, bytesWritten: report.bytesWritten, seconds: secs,
           }));
           return;
         }
@@ -70,6 +70,7 @@ export function registerMerge(program: Command): void {
         if (report.leftOut.length) console.log(`other weight files of the base, not merged so not copied: ${report.leftOut.join(", ")}`);
         if (report.replaced.length) console.log(`replaced by the adapter's saved copies: ${report.replaced.join(", ")}`);
         if (report.unused.length) console.log(`adapter tensors with no base counterpart (not applied): ${report.unused.join(", ")}`);
+        if (report.doraNorms) console.log(`DoRA norms the merge divided by, kept for --unmerge: ${report.doraNorms}`);
       } finally {
         bar.stop();
       }
