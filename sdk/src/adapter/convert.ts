@@ -16,7 +16,7 @@ import { toFloat32, type Tensor } from "../tensor/index.js";
 import type { LoraAdapter, LoraModule } from "./adapter.js";
 import { loraConfig } from "./config.js";
 import { resolveLoralibOptions, type LoralibCheckpoint, type LoralibOptions, type ResolvedLoralib } from "./loralib.js";
-import { convertLoralibConv, loralibConvKernel } from "./loralib-conv.js";
+import { convertLoralibConv, convertLoralibConvForBase, loralibConvKernel } from "./loralib-conv.js";
 import { expandMergedLinearB } from "./math.js";
 
 /** Module names loralib examples give their embeddings. */
@@ -46,13 +46,19 @@ export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOp
   const convLines: string[] = [];
   for (const [name, { A, B }] of ckpt.modules) {
     const embedding = options.embeddings?.includes(name) ?? EMBEDDING_NAME.test(name);
-    const convK = embedding ? undefined : loralibConvKernel(A, B, r);
-    if (convK !== undefined) {
-      const c = convertLoralibConv(name, A, B, r, alpha, convK);
+    // A conv base weight (when the base is given) or ConvLoRA-shaped factors make this a loralib ConvLoRA.
+    const baseShape = embedding ? undefined : options.baseWeightShape?.(name);
+    const convK = embedding || (baseShape && baseShape.length < 3) ? undefined : loralibConvKernel(A, B, r);
+    if ((baseShape && baseShape.length >= 3) || convK !== undefined) {
+      const c = baseShape ? convertLoralibConvForBase(name, A, B, r, alpha, baseShape) : convertLoralibConv(name, A, B, r, alpha, convK!);
       modules.set(name, c.module);
-      rankPattern[`^${name.replace(/\./g, "\\.")}`] = c.rank;
-      alphaPattern[`^${name.replace(/\./g, "\\.")}`] = c.alpha;
-      convLines.push(`${name}: loralib Conv2d ${convK}×${convK} (A [${A.shape.join(", ")}], B [${B.shape.join(", ")}], groups 1 assumed) → PEFT conv LoRA of ${c.how}`);
+      // The config's global r/alpha are k·r, k·alpha (k enabled MergedLinear blocks, else 1).
+      if (c.rank !== k * r || c.alpha !== k * alpha) {
+        rankPattern[`^${name.replace(/\./g, "\\.")}`] = c.rank;
+        alphaPattern[`^${name.replace(/\./g, "\\.")}`] = c.alpha;
+      }
+      const what = baseShape ? `base weight [${baseShape.join(", ")}]` : `groups 1 assumed: no --base`;
+      convLines.push(`${name}: loralib ConvLoRA (A [${A.shape.join(", ")}], B [${B.shape.join(", ")}], ${what}) → PEFT ${c.module.kind} LoRA of ${c.how}`);
       continue;
     }
     const kind = embedding ? "embedding" : res.fanInFanOut ? "conv1d" : "linear";

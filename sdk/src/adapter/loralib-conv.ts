@@ -10,14 +10,17 @@
  * generic rank of ΔW unless `out` or `in·k²` is smaller; then ΔW itself is the one factor and the identity the
  * other (exact too: multiplying by 1 and adding 0 rounds nothing), with the scaling folded into ΔW.
  *
- * Only square 2-D kernels (loralib's `kernel_size` is an int) with k > 1 are recognised: loralib's Conv1d and Conv3d
- * only run with kernel_size 1 (its view fails otherwise), and any 1×…×1 ConvLoRA has Linear-shaped factors that
- * the checkpoint cannot tell from lora.Linear. `groups > 1` cannot be told from the factors either: the conversion
- * assumes groups = 1, and a grouped base then fails PEFT's and loraport's shape checks loudly.
+ * From the factors alone only square 2-D kernels (loralib's `kernel_size` is an int) with k > 1 are recognised:
+ * loralib's Conv1d and Conv3d only run with kernel_size 1 (its view fails otherwise), and any 1×…×1 ConvLoRA has
+ * Linear-shaped factors that the checkpoint cannot tell from lora.Linear. `groups > 1` cannot be told from the
+ * factors either. Given the base's weight shapes (`convertLoralibConvForBase`), both are settled: 1×…×1 kernels
+ * of any dimension become PEFT conv LoRA of the same rank (B·A is already PEFT's flattening), grouped convs are
+ * refused (PEFT does not merge LoRA on them). Without the base, groups = 1 is assumed, and a grouped base then fails
+ * PEFT's and loraport's shape checks loudly.
  */
-import { AdapterError } from "../errors.js";
+import { AdapterError, ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { toFloat32, type Tensor } from "../tensor/index.js";
-import type { LoraModule } from "./adapter.js";
+import { convKindForSpatialDims, type LoraModule } from "./adapter.js";
 import { addLowRank } from "./math.js";
 
 /** The kernel size k when a loralib module's factors are ConvLoRA's (B has r·k columns, k > 1), else undefined. */
@@ -93,4 +96,40 @@ export function convertLoralibConv(name: string, A: Tensor, B: Tensor, r: number
     alpha: n,
     how: `rank in·k² = ${n} < r·k² = ${structural} (lora_B holds ΔW with the scaling ${s} folded in, lora_A the identity; lora_alpha = r' so scaling 1)`,
   };
+}
+
+/**
+ * One loralib ConvLoRA module whose base conv weight has shape `weightShape` (`[out, in/groups, k…]`), as an exact
+ * PEFT conv LoRA: what the factors alone cannot say (1×…×1 kernels, Conv1d/Conv3d, groups) comes from the base.
+ */
+export function convertLoralibConvForBase(name: string, A: Tensor, B: Tensor, r: number, alpha: number, weightShape: readonly number[]): ConvertedLoralibConv {
+  const kind = convKindForSpatialDims(weightShape.length - 2);
+  if (!kind) throw new UnsupportedFeatureError("target_modules", `${name}: base weight [${weightShape.join(", ")}] is no Conv1d/2d/3d weight`);
+  const [out, inPerGroup, ...kernel] = weightShape as [number, number, ...number[]];
+  const [rk, inK] = A.shape as [number, number];
+  const [outK, bCols] = B.shape as [number, number];
+  const k = rk / r;
+  const fits = Number.isInteger(k) && bCols === rk && inK % k === 0 && outK % k === 0;
+  if (!fits) throw new ShapeMismatchError(name, `loralib conv lora_A [${A.shape.join(", ")}] / lora_B [${B.shape.join(", ")}] with r=${r} do not fit ConvLoRA's A [r·k, in·k], B [out/groups·k, r·k]`);
+  const nIn = inK / k;
+  const groups = nIn / inPerGroup;
+  if (groups !== 1) {
+    throw new UnsupportedFeatureError("groups", `${name}: loralib conv on a base with groups=${Number.isInteger(groups) ? groups : `${nIn}/${inPerGroup}`} (weight [${weightShape.join(", ")}]): PEFT does not merge LoRA on grouped convs, so no exact PEFT adapter exists for it`);
+  }
+  if (outK / k !== out) throw new ShapeMismatchError(name, `loralib conv lora_B [${B.shape.join(", ")}] has ${outK}/${k} = ${outK / k} outputs but the base weight [${weightShape.join(", ")}] has ${out}`, weightShape);
+  if (kernel.every((d) => d === 1)) {
+    // k = 1: loralib's B·A `[out, in]` viewed as `[out, in, 1…]` is PEFT's flattening already; same rank, same scaling.
+    if (k !== 1) throw new ShapeMismatchError(name, `loralib conv factors of kernel ${k} for a 1×…×1 base weight [${weightShape.join(", ")}]`, weightShape);
+    const ones = kernel.map(() => 1);
+    return {
+      module: { kind, A: { ...A, shape: [r, nIn, ...ones] }, B: { ...B, shape: [out, r, ...ones] } },
+      rank: r,
+      alpha,
+      how: `rank r = ${r} (1×…×1 kernel: loralib's factors are PEFT's, reshaped)`,
+    };
+  }
+  if (kind !== "conv2d" || kernel.some((d) => d !== k)) {
+    throw new UnsupportedFeatureError("kernel_size", `${name}: loralib ConvLoRA on a ${kind === "nn_conv1d" ? "Conv1d" : kind === "conv3d" ? "Conv3d" : "Conv2d"} with kernel [${kernel.join(", ")}]: loralib's own (B·A).view(weight.shape) only fits square 2-D kernels (its Conv1d/Conv3d run with kernel_size 1 only)`);
+  }
+  return convertLoralibConv(name, A, B, r, alpha, k);
 }

@@ -82,6 +82,11 @@ export interface LoralibOptions {
   readonly baseModel?: string;
   /** Modules that are `lora.Embedding` (default: recognised by name, e.g. `transformer.wte`). */
   readonly embeddings?: readonly string[];
+  /**
+   * The base's weight shape for a module (`<module>.weight`), when a base model is given: tells loralib ConvLoRA
+   * modules with 1×…×1 kernels (Conv1d/Conv3d) from lora.Linear, and grouped convs from plain ones.
+   */
+  readonly baseWeightShape?: (module: string) => readonly number[] | undefined;
 }
 
 /** The hyper-parameters a conversion runs with, and where each came from (always reported). */

@@ -28,7 +28,7 @@ const OUTTYPES: Readonly<Record<string, GgufOutType>> = { f32: "F32", f16: "F16"
 /** The flags of the gguf branches, added to the `convert` command. */
 export function withGgufOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option("--base <path>", "--to gguf of an adapter: the base model (HF folder with config.json, or its base .gguf)"))
+    .addOption(new Option("--base <path>", "--to gguf of an adapter: the base model (HF folder with config.json, or its base .gguf); --to peft of a loralib checkpoint: the base's safetensors, whose weight shapes settle ConvLoRA kernels and groups"))
     .addOption(new Option("--outtype <type>", "--to gguf: tensor type of the matrices (f32, f16, bf16)").default("f32"));
 }
 

@@ -7,6 +7,7 @@ import { AdapterError } from "../../errors.js";
 import { convertLoralibToPeft, type ConversionReport } from "../../adapter/convert.js";
 import { parseEnableLora, readLoralibCheckpoint, type LoralibCheckpoint } from "../../adapter/loralib.js";
 import { describeAdapter, type LoraAdapter } from "../../adapter/adapter.js";
+import { readBaseWeightShapes } from "../../adapter/base-shapes.js";
 import { writePeftAdapter } from "../../adapter/peft-io.js";
 import { peftAdapterFiles } from "../written-files.js";
 
@@ -19,6 +20,8 @@ export interface ConvertPeftOptions {
   readonly baseModel?: string;
   readonly fanInFanOut?: boolean;
   readonly json?: boolean;
+  /** --to peft: the base model, whose weight shapes settle loralib ConvLoRA kernels and groups. */
+  readonly base?: string;
 }
 
 function num(flag: string, v: string | undefined): number | undefined {
@@ -59,7 +62,7 @@ export interface ConvertPeftSummary {
 }
 
 /** A loralib checkpoint converted to a PEFT adapter in memory, with the loralib flags applied (also `--to gguf`). */
-export async function loralibAdapter(input: string, opts: ConvertPeftOptions): Promise<{ ckpt: LoralibCheckpoint; adapter: LoraAdapter; report: ConversionReport }> {
+export async function loralibAdapter(input: string, opts: ConvertPeftOptions, baseWeightShape?: (module: string) => readonly number[] | undefined): Promise<{ ckpt: LoralibCheckpoint; adapter: LoraAdapter; report: ConversionReport }> {
   const ckpt = await readLoralibCheckpoint(input);
   const r = num("--r", opts.r);
   const alpha = num("--alpha", opts.alpha);
@@ -70,13 +73,15 @@ export async function loralibAdapter(input: string, opts: ConvertPeftOptions): P
     ...(opts.enableLora !== undefined ? { enableLora: parseEnableLora(opts.enableLora) } : {}),
     ...(opts.baseModel !== undefined ? { baseModel: opts.baseModel } : {}),
     ...(opts.fanInFanOut !== undefined ? { fanInFanOut: opts.fanInFanOut } : {}),
+    ...(baseWeightShape ? { baseWeightShape } : {}),
   });
   return { ckpt, adapter, report };
 }
 
 export async function convertToPeft(input: string, opts: ConvertPeftOptions, log: (line: string) => void = (l) => console.log(l)): Promise<ConvertPeftSummary> {
   if (!opts.out) throw new AdapterError("convert --to peft needs --out <dir>");
-  const { ckpt, adapter, report } = await loralibAdapter(input, opts);
+  const shapes = opts.base !== undefined ? await readBaseWeightShapes(opts.base) : undefined;
+  const { ckpt, adapter, report } = await loralibAdapter(input, opts, shapes);
   await writePeftAdapter(opts.out, adapter);
   log(`read ${input}: ${ckpt.modules.size} LoRA modules${ckpt.strippedModulePrefix ? " ('module.' prefix stripped)" : ""}, ${ckpt.other.size} other tensors`);
   for (const line of report.lines) log(line);
