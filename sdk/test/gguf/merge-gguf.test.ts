@@ -13,7 +13,7 @@ import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
 import { FileMissingError, OutputIsInputError, UnsupportedFeatureError } from "../../src/errors.js";
-import { mergeToGguf } from "../../src/index.js";
+import { mergeToGguf } from "../../src/adapter/index.js"; // what src/index.ts re-exports
 import { mergeModel } from "../../src/adapter/merge-model.js";
 import { readPeftAdapter } from "../../src/adapter/peft-io.js";
 import { registerConvert } from "../../src/cli/commands/convert.js";
