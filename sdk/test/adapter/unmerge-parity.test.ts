@@ -17,9 +17,11 @@ import { adapterFactors } from "../../src/adapter/factors.js";
 import { mergeModel } from "../../src/adapter/merge-model.js";
 import { readPeftAdapter } from "../../src/adapter/peft-io.js";
 import { inspectAdapter } from "../../src/cli/commands/inspect-adapter.js";
+import { registerMerge } from "../../src/cli/commands/merge.js";
 import { UnsupportedFeatureError } from "../../src/errors.js";
 import { openSafetensorsModel, readSafetensors, writeSafetensors } from "../../src/formats/safetensors/index.js";
 import { toFloat32 } from "../../src/tensor/index.js";
+import { runCli } from "../helpers/cli.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
@@ -127,6 +129,15 @@ describe("merge → unmerge of DoRA and lora_bias adapters vs PEFT merge_adapter
     expect(report.files).toContain(`${out}.dora-norms`);
     await mergeModel(out, adapter, dir("dora_gpt2", "unmerged-file.safetensors"), { unmerge: true });
     expect(await maxDiff(dir("dora_gpt2", "unmerged-file.safetensors"), dir("dora_gpt2", "base"))).toBeLessThanOrEqual(TOL);
+  });
+
+  it("DoRA, CLI: loraport merge says where the norms are kept; merge --unmerge uses them", async () => {
+    const c = "dora_llama";
+    const logs = await runCli([registerMerge], ["merge", "--base", dir(c, "base"), "--adapter", dir(c, "adapter"), "--out", dir(c, "cli-merged")]);
+    expect(logs).toContain(`DoRA norms the merge divided by, kept for --unmerge: ${join(dir(c, "cli-merged"), DORA_NORMS_IN_FOLDER)}`);
+    const back = await runCli([registerMerge], ["merge", "--unmerge", "--base", dir(c, "cli-merged"), "--adapter", dir(c, "adapter"), "--out", dir(c, "cli-unmerged"), "--json"]);
+    expect(JSON.parse(back).doraNorms).toBeUndefined();
+    expect(await maxDiff(dir(c, "cli-unmerged"), dir(c, "base"))).toBeLessThanOrEqual(TOL);
   });
 
   it("DoRA: without the record (PEFT's own merged folder) unmerge is refused naming the file it needs; nothing written", async () => {
