@@ -1,5 +1,5 @@
 /**
- * PEFT LoRA on nn.Conv1d / nn.Conv2d / nn.Conv3d (stride, padding, 1×1 kernels, rsLoRA, rank/alpha patterns, DoRA),
+ * PEFT LoRA on nn.Conv1d / nn.Conv2d / nn.Conv3d (stride, padding, 1×1 kernels, rsLoRA, rank/alpha patterns, lora_bias, DoRA),
  * built by real PEFT on a small seeded module: loraport reads, inspects, rewrites, merges and unmerges them, and
  * the numbers are PEFT's (merge_and_unload, unmerge_adapter, and PEFT's own forward where PEFT cannot merge).
  */
