@@ -20,6 +20,7 @@ import type { GgufOutType } from "./gguf-adapter.js";
 import { ggufBaseMetadata, ggufDtype, planGgufBase, toGgufTensor } from "./gguf-base.js";
 import { readHfHparams } from "./gguf-hparams.js";
 import { writeGgufStreaming } from "./gguf-stream-writer.js";
+import { baseCheckpointKeyMap } from "./checkpoint-keys.js";
 import { mergeBias, mergeWeight } from "./math.js";
 import { planMerge, type MergedModuleInfo } from "./merge-model.js";
 import { foldSavedLayers } from "./saved-layers.js";
@@ -72,7 +73,7 @@ export async function mergeToGguf(basePath: string, adapter: LoraAdapter, outPat
     const metadata = await ggufBaseMetadata(base, h, outtype);
 
     adapter = await foldSavedLayers(adapter, src);
-    const plan = planMerge(src, adapter);
+    const plan = planMerge(src, adapter, await baseCheckpointKeyMap(base));
     const changed = new Set([...plan.weightOf.keys(), ...plan.biasOf.keys(), ...plan.replace.keys()]);
     // A merge that changes a tied lm_head gives the output its own tensor (PEFT's forward adapts the head only).
     const tensors = planGgufBase(h, src.names, base, changed.has("lm_head.weight"));
