@@ -8,7 +8,8 @@
  * - single-file output: `<out>.dora-norms` (the same format; no .safetensors suffix for a folder glob to pick up).
  * One F32 `[out]` tensor per merged DoRA weight, under the weight's checkpoint name. The metadata holds a fingerprint of
  * the DoRA modules it was written for and a SHA-256 of each merged weight's bytes, so an unmerge with another adapter, or
- * of weights changed since, is refused instead of computed wrongly.
+ * of weights changed since, is refused instead of computed wrongly. Merges and unmerges without DoRA modules carry the
+ * base's record into their output (mergeModel), so a LoRA stacked on a DoRA merge and taken off again leaves it undoable.
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";

@@ -65,7 +65,10 @@ export interface MergeModelReport {
   readonly copied: readonly string[];
   /** Folder output: other weight files of the base folder (e.g. pytorch_model.bin) not merged, so not copied. */
   readonly leftOut: readonly string[];
-  /** A DoRA merge: the record of the norms it divided by, which `unmerge` needs (dora-norms.ts); also in `files`. */
+  /**
+   * The output's DoRA norms record, which a DoRA `unmerge` needs (dora-norms.ts; also in `files`): written by a DoRA merge,
+   * or carried from the base by a run without DoRA modules.
+   */
   readonly doraNorms?: string;
 }
 
@@ -190,7 +193,8 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
     }
     // DoRA: a merge records the norms it divides by; an unmerge needs that record (dora-norms.ts).
     const doraWeights: DoraWeight[] = [...plan.weightOf].filter(([, w]) => w.m.magnitude !== undefined).map(([tensor, w]) => ({ tensor, ...w }));
-    const record: DoraNormsRecord | undefined = options.unmerge && doraWeights.length ? await readDoraNorms(doraNormsPath(target.baseDir ? "folder" : "file", target.baseDir ?? src.shards[0]!), doraWeights) : undefined;
+    const baseRecord = doraNormsPath(target.baseDir ? "folder" : "file", target.baseDir ?? src.shards[0]!);
+    const record: DoraNormsRecord | undefined = options.unmerge && doraWeights.length ? await readDoraNorms(baseRecord, doraWeights) : undefined;
     const normsOut = new Map<string, { norms: Float32Array; digest: string }>();
     const sign = options.unmerge ? { unmerge: true } : {};
     const outDtype = (d: DType): DType => (options.dtype && isFloat(d) ? options.dtype : d);
@@ -277,6 +281,15 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       await writeDoraNorms(path, doraFingerprint(doraWeights), normsOut);
       files.push(normsFile);
     };
+    // A merge or unmerge without DoRA modules carries the base's record along (a LoRA merged on top of a DoRA merge and
+    // unmerged again leaves it unmergeable); the record's digests refuse it later if this run changed its weights.
+    const carryRecord = async (path: string): Promise<void> => {
+      if (doraWeights.length || !existsSync(baseRecord)) return;
+      await mkdir(dirname(path), { recursive: true });
+      await copyFile(baseRecord, `${path}.tmp`);
+      await rename(`${path}.tmp`, path);
+      files.push(normsFile);
+    };
     if (target.kind === "file") {
       await mkdir(dirname(resolve(target.path)), { recursive: true });
       await writeSafetensorsStreaming(target.path, planOf(src.names), produce, src.metadata, prefetch, written);
@@ -285,13 +298,15 @@ export async function mergeModel(basePath: string, adapter: LoraAdapter, outPath
       // A record left beside a replaced file by an earlier DoRA merge no longer describes it.
       if (!normsOut.size) await rm(normsFile, { force: true });
       await recordNorms(normsFile);
+      await carryRecord(normsFile);
     } else {
       companions = await writeFolderOutput(src, target.baseDir!, target.path, options.force === true, planOf, produce, outDtype, files, prefetch, written, async (tmp) => {
         checkAllMerged();
         await recordNorms(join(tmp, DORA_NORMS_IN_FOLDER));
+        await carryRecord(join(tmp, DORA_NORMS_IN_FOLDER));
       });
     }
-    return { out: target.path, files, tensors: total, merged, replaced: [...plan.replace.keys()], unused: plan.unused, bytesRead, bytesWritten, ...companions, ...(normsOut.size ? { doraNorms: normsFile } : {}) };
+    return { out: target.path, files, tensors: total, merged, replaced: [...plan.replace.keys()], unused: plan.unused, bytesRead, bytesWritten, ...companions, ...(files.includes(normsFile) ? { doraNorms: normsFile } : {}) };
   } finally {
     await handles.close();
     await src.close();

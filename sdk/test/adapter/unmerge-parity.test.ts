@@ -140,6 +140,26 @@ describe("merge → unmerge of DoRA and lora_bias adapters vs PEFT merge_adapter
     expect(await maxDiff(dir(c, "cli-unmerged"), dir(c, "base"))).toBeLessThanOrEqual(TOL);
   });
 
+  it("DoRA: a plain LoRA merged on top (other modules) and unmerged again carries the record along; the DoRA unmerge still gives the base", async () => {
+    const c = "dora_llama";
+    const dora = adapters.get(c)!;
+    // Plain LoRA on o_proj (same [32, 32] shape as q_proj): the DoRA q_proj factors, magnitudes dropped, renamed.
+    const plain: LoraAdapter = {
+      ...dora,
+      config: { ...dora.config, use_dora: false },
+      modules: new Map([...dora.modules].filter(([n]) => n.endsWith("q_proj")).map(([n, m]) => [n.replace("q_proj", "o_proj"), { kind: m.kind, A: m.A, B: m.B }])),
+    };
+    const stacked = await mergeModel(dir(c, "merged"), plain, dir(c, "stacked"));
+    expect(stacked.doraNorms).toBe(join(dir(c, "stacked"), DORA_NORMS_IN_FOLDER));
+    expect(await maxDiff(dir(c, "stacked"), dir(c, "merged"))).toBeGreaterThan(1e-3);
+    await mergeModel(dir(c, "stacked"), plain, dir(c, "unstacked"), { unmerge: true });
+    await mergeModel(dir(c, "unstacked"), dora, dir(c, "base-again"), { unmerge: true });
+    expect(await maxDiff(dir(c, "base-again"), dir(c, "base"))).toBeLessThanOrEqual(TOL);
+    // Straight from the stacked folder the DoRA weights are untouched too (the LoRA is on other modules): still exact.
+    const direct = await mergeModel(dir(c, "stacked"), dora, dir(c, "direct"), { unmerge: true });
+    expect(direct.doraNorms).toBeUndefined();
+  });
+
   it("DoRA: without the record (PEFT's own merged folder) unmerge is refused naming the file it needs; nothing written", async () => {
     const err = await refusal(mergeModel(dir("dora_llama", "peft_merged"), adapters.get("dora_llama")!, dir("dora_llama", "x"), { unmerge: true }));
     expect(err.message).toContain(join(dir("dora_llama", "peft_merged"), DORA_NORMS_IN_FOLDER));
