@@ -114,7 +114,7 @@ export function convertLoralibConvForBase(name: string, A: Tensor, B: Tensor, r:
   const nIn = inK / k;
   const groups = nIn / inPerGroup;
   if (groups !== 1) {
-    throw new UnsupportedFeatureError("groups", `${name}: loralib conv on a base with groups=${Number.isInteger(groups) ? groups : `${nIn}/${inPerGroup}`} (weight [${weightShape.join(", ")}]): PEFT does not merge LoRA on grouped convs, so no exact PEFT adapter exists for it`);
+    throw new UnsupportedFeatureError("groups", `${name}: loralib conv on a base with groups=${Number.isInteger(groups) ? groups : `${nIn}/${inPerGroup}`} (weight [${weightShape.join(", ")}]): PEFT does not merge LoRA on grouped convs ("Merging is not supported for _ConvNd layers with groups > 1"), so loraport does not convert it; merge it with loralib instead`);
   }
   if (outK / k !== out) throw new ShapeMismatchError(name, `loralib conv lora_B [${B.shape.join(", ")}] has ${outK}/${k} = ${outK / k} outputs but the base weight [${weightShape.join(", ")}] has ${out}`, weightShape);
   if (kernel.every((d) => d === 1)) {
