@@ -326,8 +326,8 @@ def export_model(
     """Export an in-memory transformers model (float32, plain: no LoRA layers in it). It is modified (LoRA slots
     are put in place), so pass a copy if it is still needed. `premerged`: merged mode with the adapter already merged
     into `model` (the sidecar's handles). `head_inputs`: modules whose parameters become whole-tensor inputs
-    (adapter-inputs; default: `classifier` for sequence-classification models, as PEFT saves it with SEQ_CLS adapters;
-    `[]` for none). `tokenizer_dir`: a folder whose tokenizer files are copied along (the base's). `kv_cache`: a
+    (adapter-inputs; default for sequence-classification models: the modules whose names end in `classifier` or
+    `score`, as PEFT saves them with SEQ_CLS adapters; `[]` for none). `tokenizer_dir`: a folder whose tokenizer files are copied along (the base's). `kv_cache`: a
     KV-cache graph for causal LMs (the default; False gives the plain (input_ids, attention_mask) → logits graph).
     `lora_defaults` (adapter-inputs): LoRA inputs get default values, for ORT's `.onnx_adapter` mechanism in Python,
     C# and ORT GenAI; loraport's Node runtime refuses such an export (see lora_defaults.py)."""
@@ -363,7 +363,9 @@ def export_model(
                                  "in_features": fin, "out_features": fout, "fan_in_fan_out": fifo})
         if head_inputs is None:
             is_cls = any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
-            head_inputs = ["classifier"] if is_cls and hasattr(model, "classifier") else []
+            # What a SEQ_CLS adapter saves whole: PEFT's modules_to_save ("classifier", "score") match as a plain name
+            # suffix, so DistilBERT's pre_classifier is saved (and must be an input) too.
+            head_inputs = [n for n, _ in model.named_modules() if n.endswith(("classifier", "score"))] if is_cls else []
         for h in head_inputs:
             try:
                 model.get_submodule(h)
@@ -637,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapter")
     p.add_argument("--targets", help="comma-separated module names (PEFT list form)")
     p.add_argument("--external-data", choices=["auto", "yes", "no"], default="auto")
-    p.add_argument("--head-inputs", help="comma-separated modules given as whole-tensor inputs ('none' for none; default: classifier for seq-cls)")
+    p.add_argument("--head-inputs", help="comma-separated modules given as whole-tensor inputs ('none' for none; default for seq-cls: modules named *classifier or *score, as PEFT saves them)")
     p.add_argument("--no-kv-cache", action="store_true", help="a plain (input_ids, attention_mask) -> logits graph for causal LMs")
     p.add_argument("--progress-json", action="store_true", help="progress events as JSON lines on stderr")
     a = p.parse_args(argv)
