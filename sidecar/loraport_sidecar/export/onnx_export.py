@@ -327,7 +327,8 @@ def export_model(
     are put in place), so pass a copy if it is still needed. `premerged`: merged mode with the adapter already merged
     into `model` (the sidecar's handles). `head_inputs`: modules whose parameters become whole-tensor inputs
     (adapter-inputs; default for sequence-classification models: the modules whose names end in `classifier` or
-    `score`, as PEFT saves them with SEQ_CLS adapters; `[]` for none). `tokenizer_dir`: a folder whose tokenizer files are copied along (the base's). `kv_cache`: a
+    `score`, as PEFT saves them with SEQ_CLS adapters; `[]` for none). `tokenizer_dir`: a folder whose tokenizer
+    files are copied along (the base's). `kv_cache`: a
     KV-cache graph for causal LMs (the default; False gives the plain (input_ids, attention_mask) → logits graph).
     `lora_defaults` (adapter-inputs): LoRA inputs get default values, for ORT's `.onnx_adapter` mechanism in Python,
     C# and ORT GenAI; loraport's Node runtime refuses such an export (see lora_defaults.py)."""
