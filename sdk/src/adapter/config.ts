@@ -207,6 +207,8 @@ function refuseUnimplemented(c: LoraConfig, file: string): void {
     refuse("init_lora_weights", `init "${c.init_lora_weights}" changes the base weights (convert it to plain LoRA with PEFT's path_initial_model_for_weight_conversion first)`);
   }
   if (c.init_lora_weights === "mica") refuse("init_lora_weights", `the "mica" variant`);
+  // PEFT's LoraConfig raises on this pair; merging both would move a bias no PEFT model has.
+  if (c.lora_bias && c.use_dora) throw new UnsupportedFeatureError("lora_bias", `${file}: lora_bias=true with use_dora=true, which PEFT refuses ("lora_bias=True is not supported for DoRA")`);
 }
 
 // ---- per-module rank and scaling -----------------------------------------------------------------

@@ -7,7 +7,7 @@
  * Conv1D gpt2 c_attn): merge and unmerge move the base bias as PEFT does; inspect counts lora_B.bias; the commands that
  * cannot carry it refuse in one typed line.
  */
-import { cpSync, existsSync, readdirSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoraAdapter } from "../../src/adapter/adapter.js";
@@ -203,5 +203,11 @@ describe("merge → unmerge of DoRA and lora_bias adapters vs PEFT merge_adapter
       await refusal(Promise.resolve().then(() => combineAdapters([a, a], { method })), "lora_bias");
     }
     await refusal(Promise.resolve().then(() => adapterFactors(a)), "lora_bias");
+    // With DoRA: PEFT's LoraConfig refuses the pair, so does loraport's config reader (every command reads through it).
+    cpSync(dir("bias_roberta", "adapter"), dir("bias_roberta", "with-dora"), { recursive: true });
+    const cfgFile = dir("bias_roberta", "with-dora", "adapter_config.json");
+    writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(readFileSync(cfgFile, "utf8")), use_dora: true }));
+    const err = await refusal(readPeftAdapter(dir("bias_roberta", "with-dora")), "lora_bias");
+    expect(err.message).toContain(cfgFile);
   });
 });
