@@ -10,6 +10,8 @@ export * from "./peft-io.js";
 export * from "./presets.js";
 export * from "./loralib.js";
 export * from "./convert.js";
+export { convertLoralibConv, convertLoralibConvForBase, loralibConvKernel, type ConvertedLoralibConv } from "./loralib-conv.js";
+export { readBaseWeightShapes } from "./base-shapes.js";
 export * from "./merge-model.js";
 export { writeSafetensorsStreaming, type PlannedTensor } from "./stream-writer.js";
 export { adapterToGguf, adapterFromGguf, type GgufOutType, type GgufAdapterFile } from "./gguf-adapter.js";
