@@ -45,6 +45,8 @@ interface Made {
   base_logits: number[];
   base_padded_logits: number[];
   exports: Partial<Record<Mode, Export>>;
+  /** An adapter-inputs export without --targets, for architectures PEFT has no default targets for. */
+  no_targets?: { exported?: boolean; type?: string; message?: string; written?: boolean };
 }
 
 /** Largest |got − want| and where: [row, label] of a [batch, labels] logits tensor. */
@@ -83,6 +85,14 @@ describe("model zoo encoders through the ONNX exporter", () => {
     expect(m.model_class).toMatch(/ForSequenceClassification$/);
     expect(m.task_type).toBe("SEQ_CLS");
     expect(m.modules_to_save).toContain("classifier");
+  });
+
+  it("distilbert (no PEFT default targets): an adapter-inputs export without --targets is refused in one line naming the model type", () => {
+    const r = made["distilbert"]!.no_targets!;
+    expect(r.exported).toBeUndefined();
+    expect(r.type).toBe("ExportError");
+    expect(r.message).toMatch(/^--targets: PEFT has no default target modules for model type 'distilbert'; name the modules to adapt$/);
+    expect(r.written).toBe(false);
   });
 
   it.each(CASES)("%s %s: exports and runs in onnxruntime-node with PyTorch + PEFT's logits (adapter and base, all-ones and padded masks)", async (arch, mode) => {
