@@ -14,7 +14,7 @@ import type { LoraAdapter, LoraModule } from "./adapter.js";
 import { resolveModule } from "./config.js";
 import { mergeWeight } from "./math.js";
 
-const TOKENS_SUFFIX = ".token_adapter.trainable_tokens_delta";
+export const TOKENS_SUFFIX = ".token_adapter.trainable_tokens_delta";
 
 /** Whether the adapter has tensors that `foldSavedLayers` must resolve before a merge. */
 export function hasSavedLayers(adapter: LoraAdapter): boolean {
@@ -64,7 +64,7 @@ export async function foldSavedLayers(adapter: LoraAdapter, base: Pick<TensorSou
 }
 
 /** The token ids for one embedding: a list applies to the input embedding, a dict names modules (suffix match, as PEFT). */
-function tokenIndices(raw: unknown, module: string, key: string): number[] {
+export function tokenIndices(raw: unknown, module: string, key: string): number[] {
   let list: unknown;
   if (Array.isArray(raw)) list = raw;
   else if (raw !== null && typeof raw === "object") {

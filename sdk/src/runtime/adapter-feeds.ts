@@ -7,6 +7,7 @@ import type { LoraAdapter } from "../adapter/adapter.js";
 import { adapterFactors, type ModuleFactors } from "../adapter/factors.js";
 import { ShapeMismatchError, UnsupportedFeatureError } from "../errors.js";
 import { toFloat32, type Tensor } from "../tensor/index.js";
+import { baseTokenFeeds, embeddingFeeds, reexportForEmbedding } from "./embedding-feeds.js";
 import type { OnnxManifest } from "./manifest.js";
 import type { WireTensor } from "./worker-protocol.js";
 
@@ -21,12 +22,13 @@ function factorsOf(source: AdapterSource): ReadonlyMap<string, ModuleFactors> {
 }
 
 /** The adapter's whole tensors (modules_to_save, e.g. a classifier head): fed through the graph's head inputs, else refused. */
-function headsOf(manifest: OnnxManifest, source: AdapterSource): Record<string, WireTensor> {
+function headsOf(manifest: OnnxManifest, source: AdapterSource, consumed: ReadonlySet<string>): Record<string, WireTensor> {
   if (source instanceof Map) return {};
   const byParam = new Map(manifest.heads.map((h) => [h.param, h]));
   const feeds: Record<string, WireTensor> = {};
   const refused: string[] = [];
   for (const [rawName, t] of (source as LoraAdapter).extraTensors) {
+    if (consumed.has(rawName)) continue;
     const name = rawName.startsWith(PEFT_PREFIX) ? rawName.slice(PEFT_PREFIX.length) : rawName;
     const head = byParam.get(name);
     if (!head) {
@@ -63,7 +65,7 @@ export function baseFeeds(manifest: OnnxManifest, headDefaults: ReadonlyMap<stri
     feeds[e.a_input] = { type: "float32", dims: [0, e.in_features], data: new Float32Array(0) };
     feeds[e.b_input] = { type: "float32", dims: [e.out_features, 0], data: new Float32Array(0) };
   }
-  return feeds;
+  return { ...feeds, ...baseTokenFeeds(manifest) };
 }
 
 /**
@@ -72,13 +74,16 @@ export function baseFeeds(manifest: OnnxManifest, headDefaults: ReadonlyMap<stri
  */
 export function adapterFeeds(manifest: OnnxManifest, source: AdapterSource): Record<string, WireTensor> {
   const byModule = new Map(manifest.lora.map((e) => [e.module, e]));
-  const feeds: Record<string, WireTensor> = { ...baseFeedsWithoutHeads(manifest), ...headsOf(manifest, source) };
+  // Trainable tokens and saved embedding weights first: what they consume is not a whole-tensor head.
+  const embedding = source instanceof Map ? { feeds: {}, consumed: new Set<string>() } : embeddingFeeds(manifest, source as LoraAdapter);
+  const feeds: Record<string, WireTensor> = { ...baseFeedsWithoutHeads(manifest), ...headsOf(manifest, source, embedding.consumed), ...embedding.feeds };
   // Factors computed here are ours to hand over (their buffers are transferred to the worker); caller-owned ones are copied.
   const owned = !(source instanceof Map);
   const take = (x: Float32Array): Float32Array => (owned && x.byteOffset === 0 && x.byteLength === x.buffer.byteLength ? x : new Float32Array(x));
   for (const [rawName, f] of factorsOf(source)) {
     const name = rawName.startsWith(PEFT_PREFIX) ? rawName.slice(PEFT_PREFIX.length) : rawName;
     const entry = byModule.get(name);
+    if (!entry && f.kind === "embedding") throw reexportForEmbedding(manifest, name);
     if (!entry) {
       throw new ShapeMismatchError(
         name,

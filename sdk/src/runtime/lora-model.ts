@@ -150,7 +150,7 @@ export class LoraModel {
       throw new RuntimeError(`${join(dir, manifest.model_file)}: ONNX Runtime could not create a session: ${(err as Error).message}`, { cause: err });
     }
     const model = new LoraModel(dir, manifest, worker, state, init.provider ?? "cpu", choice.note, init.inputNames ?? [], options.maxLogitsBytes ?? DEFAULT_MAX_LOGITS_BYTES);
-    const missing = [...manifest.lora.flatMap((e) => [e.a_input, e.b_input]), ...manifest.heads.map((h) => h.input), ...(manifest.lora_index_input ? [manifest.lora_index_input] : [])].filter((n) => !model.inputNames.includes(n));
+    const missing = [...manifest.lora.flatMap((e) => [e.a_input, e.b_input]), ...manifest.heads.map((h) => h.input), ...(manifest.tokens ?? []).flatMap((t) => [t.ids_input, t.rows_input]), ...(manifest.lora_index_input ? [manifest.lora_index_input] : [])].filter((n) => !model.inputNames.includes(n));
     if (missing.length > 0) {
       await model.close();
       throw new RuntimeError(`${dir}: graph lacks LoRA inputs named in the manifest: ${missing.slice(0, 3).join(", ")} (manifest and model.onnx from different exports?)`);
@@ -385,7 +385,10 @@ export class LoraModel {
 }
 
 function workerLora(manifest: OnnxManifest): WorkerLoraLayout {
-  return { index: manifest.lora_index_input!, modules: manifest.lora.map((e) => ({ a: e.a_input, b: e.b_input, in: e.in_features, out: e.out_features })) };
+  return {
+    index: manifest.lora_index_input!, modules: manifest.lora.map((e) => ({ a: e.a_input, b: e.b_input, in: e.in_features, out: e.out_features })),
+    tokens: (manifest.tokens ?? []).map((t) => ({ ids: t.ids_input, rows: t.rows_input, dim: t.embedding_dim })),
+  };
 }
 
 function workerKv(manifest: OnnxManifest): WorkerKvLayout {

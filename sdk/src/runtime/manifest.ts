@@ -29,6 +29,23 @@ export interface LoraInputEntry {
   readonly in_features: number;
   readonly out_features: number;
   readonly fan_in_fan_out: boolean;
+  /** `embedding`: an nn.Embedding (in = num_embeddings, out = dim; rows of A gathered by token id). Absent: a projection. */
+  readonly kind?: "embedding";
+}
+
+/**
+ * An embedding's trainable-token inputs (PEFT `trainable_token_indices`): per adapter slot the token ids
+ * (`[slots, n]` int64, -1 = none) and their replacement rows (`[slots, n, dim]`). Exports of earlier versions and
+ * exports without an embedding target have none.
+ */
+export interface TokenInputEntry {
+  readonly module: string;
+  readonly ids_input: string;
+  readonly rows_input: string;
+  readonly num_embeddings: number;
+  readonly embedding_dim: number;
+  /** The LM head tied to this embedding (tie_word_embeddings): its logits for the trainable ids use the new rows too, as in PEFT. */
+  readonly tied_head: string | null;
 }
 
 /** A head parameter (e.g. `classifier.dense.weight`) given to the graph as a whole tensor. */
@@ -92,6 +109,13 @@ export interface OnnxManifest {
   readonly lora_defaults?: boolean;
   /** Causal LMs exported with a KV cache; null or absent otherwise (exports of earlier versions have none). */
   readonly generation?: GenerationInfo | null;
+  /** Trainable-token inputs of the embedding targets; absent when there are none. */
+  readonly tokens?: readonly TokenInputEntry[];
+  /**
+   * With embedding targets: `sha256:` of the F32 bytes of the input and output embedding weights, by parameter name
+   * (e.g. `model.embed_tokens.weight`, `lm_head.weight`), to recognise an adapter's saved copy of the base's.
+   */
+  readonly base_weights_sha256?: Readonly<Record<string, string>>;
 }
 
 /** Read `<dir>/loraport-onnx.json` and check the fields the runtime relies on. */
@@ -125,6 +149,12 @@ export function readManifest(dir: string): OnnxManifest {
       `lora[${i}]`,
       "{module, a_input, b_input, in_features, out_features}",
     );
+  }
+  need(m.tokens === undefined || Array.isArray(m.tokens), "tokens", "an array when present");
+  for (const [i, t] of (m.tokens ?? []).entries()) {
+    need(typeof t.module === "string" && typeof t.ids_input === "string" && typeof t.rows_input === "string" &&
+      Number.isInteger(t.num_embeddings) && Number.isInteger(t.embedding_dim) && (t.tied_head === null || typeof t.tied_head === "string"),
+    `tokens[${i}]`, "{module, ids_input, rows_input, num_embeddings, embedding_dim, tied_head}");
   }
   need(Array.isArray(m.heads) && (m.heads.length === 0 || typeof m.head_defaults_file === "string"), "heads/head_defaults_file", "an array, and a file name when it is not empty");
   for (const [i, h] of (m.heads ?? []).entries()) {

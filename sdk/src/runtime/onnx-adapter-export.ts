@@ -55,6 +55,17 @@ export async function exportOnnxAdapter(exportDir: string, source: AdapterSource
     parameters.push({ name: e.a_input, dtype: "F32", dims: aDims, data: f32Bytes(a) });
     parameters.push({ name: e.b_input, dtype: "F32", dims: bDims, data: f32Bytes(b) });
   }
+  for (const t of manifest.tokens ?? []) {
+    // One-slot token tables, at least one id (-1 matches none), as the session worker builds them.
+    const ids = feeds[t.ids_input]!.data as BigInt64Array;
+    const n = Math.max(1, ids.length);
+    const idTable = new BigInt64Array(n).fill(-1n);
+    idTable.set(ids);
+    const rows = new Float32Array(n * t.embedding_dim);
+    rows.set(feeds[t.rows_input]!.data as Float32Array);
+    parameters.push({ name: t.ids_input, dtype: "I64", dims: [1, n], data: new Uint8Array(idTable.buffer) });
+    parameters.push({ name: t.rows_input, dtype: "F32", dims: [1, n, t.embedding_dim], data: f32Bytes(rows) });
+  }
   if (manifest.heads.length > 0) {
     const defaults = manifest.head_defaults_file ? (await readSafetensors(join(exportDir, manifest.head_defaults_file))).tensors : new Map();
     const base = baseFeeds(manifest, defaults);

@@ -62,8 +62,23 @@ function buildTables(layout: WorkerLoraLayout): NonNullable<typeof tables> {
     feeds[m.a] = new ort.Tensor("float32", a, [names.length, r, m.in]);
     feeds[m.b] = new ort.Tensor("float32", b, [names.length, m.out, r]);
   }
-  // Each adapter's whole-tensor heads (what is not a LoRA factor), sorted out once here, not per step.
-  const factor = new Set(layout.modules.flatMap((m) => [m.a, m.b]));
+  for (const t of layout.tokens ?? []) {
+    const count = (n: string): number => adapters.get(n)?.[t.ids]?.dims[0] ?? 0;
+    // At least one id per slot (-1 matches no token), as the rank is at least 1 above.
+    const n = Math.max(1, ...names.map(count));
+    const ids = new BigInt64Array(names.length * n).fill(-1n);
+    const rows = new Float32Array(names.length * n * t.dim);
+    names.forEach((name, slot) => {
+      const f = adapters.get(name);
+      if (!f || count(name) === 0) return;
+      ids.set(f[t.ids]!.data as BigInt64Array, slot * n);
+      rows.set(f[t.rows]!.data as Float32Array, slot * n * t.dim);
+    });
+    feeds[t.ids] = new ort.Tensor("int64", ids, [names.length, n]);
+    feeds[t.rows] = new ort.Tensor("float32", rows, [names.length, n, t.dim]);
+  }
+  // Each adapter's whole-tensor heads (what is not a LoRA factor or token table), sorted out once here, not per step.
+  const factor = new Set([...layout.modules.flatMap((m) => [m.a, m.b]), ...(layout.tokens ?? []).flatMap((t) => [t.ids, t.rows])]);
   const heads = new Map(names.map((n) => [n, Object.fromEntries(Object.entries(adapters.get(n) ?? {}).filter(([k]) => !factor.has(k)))]));
   return { slotOf, feeds, heads };
 }

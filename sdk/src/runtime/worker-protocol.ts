@@ -24,6 +24,8 @@ export interface WorkerKvLayout {
 export interface WorkerLoraLayout {
   readonly index: string;
   readonly modules: readonly { readonly a: string; readonly b: string; readonly in: number; readonly out: number }[];
+  /** Embeddings' trainable-token tables: ids `[slots, n]` (-1 = none) and rows `[slots, n, dim]`. */
+  readonly tokens?: readonly { readonly ids: string; readonly rows: string; readonly dim: number }[];
 }
 
 export type WorkerRequest =

@@ -37,6 +37,7 @@ import torch
 import torch.fx.experimental._config  # noqa: F401  (backed_size_oblivious, as torch.onnx's capture sets it)
 from torch import nn
 
+from .embedding_slots import EmbeddingSlot, TiedTokensHead, tied_head_name, token_input_names, weight_sha256
 from .manifest import HEADS_NAME, MANIFEST_NAME, MODEL_NAME, base_checksum, build_manifest
 from .support import explain_failure, ready_for_export
 
@@ -116,7 +117,10 @@ def _is_projection(module: nn.Module) -> bool:
 
 
 def _in_out(module: nn.Module) -> tuple[int, int, bool]:
-    """(in_features, out_features, fan_in_fan_out). Conv1D keeps its weight as [in, out]."""
+    """(in_features, out_features, fan_in_fan_out). Conv1D keeps its weight as [in, out]; an embedding's are
+    (num_embeddings, embedding_dim), as PEFT's lora_embedding_A [r, num_embeddings] and B [dim, r] are oriented."""
+    if isinstance(module, nn.Embedding):
+        return module.num_embeddings, module.embedding_dim, False
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features, False
     w = module.weight
@@ -124,16 +128,17 @@ def _in_out(module: nn.Module) -> tuple[int, int, bool]:
 
 
 def find_targets(model: nn.Module, targets: list[str]) -> list[str]:
-    """Module paths matched like PEFT's list form: exact name or ending in '.' + entry. Only Linear/Conv1D."""
+    """Module paths matched like PEFT's list form: exact name or ending in '.' + entry. Linear/Conv1D, and
+    nn.Embedding (embedding_slots.py: embedding LoRA and trainable tokens)."""
     found = []
     for name, module in model.named_modules():
-        if not name or not _is_projection(module):
+        if not name or not (_is_projection(module) or isinstance(module, nn.Embedding)):
             continue
         if any(name == t or name.endswith("." + t) for t in targets):
             found.append(name)
     if not found:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and _is_projection(m)})
-        raise ExportError(f"--targets {','.join(targets)}: no Linear/Conv1D module matches; this model has {', '.join(names)}")
+        raise ExportError(f"--targets {','.join(targets)}: no Linear/Conv1D module matches (nor an Embedding); this model has {', '.join(names)}")
     return found
 
 
@@ -147,6 +152,8 @@ class _Feeds:
     def __init__(self) -> None:
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.index: torch.Tensor | None = None
+        # Embedding targets' trainable-token tables (ids [slots, n], rows [slots, n, dim]), by embedding key.
+        self.tokens: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 class LoraSlot(nn.Module):
@@ -174,16 +181,25 @@ class AdapterInputsModel(nn.Module):
     modules_to_save) are whole-tensor inputs, swapped in with functional_call, so a per-request adapter can bring
     its own head."""
 
-    def __init__(self, model: nn.Module, keys: list[str], heads: list[str] | None = None, kv_layers: int | None = None) -> None:
+    def __init__(self, model: nn.Module, keys: list[str], heads: list[str] | None = None, kv_layers: int | None = None,
+                 tied_heads: dict[str, str] | None = None) -> None:
         super().__init__()
         self.feeds = _Feeds()
         self.keys = keys
         self.heads = heads or []
         self.kv_layers = kv_layers
+        # Embedding targets (LoRA + trainable-token inputs, after the heads), and the LM head tied to each, if any.
+        self.token_keys = [k for k in keys if isinstance(model.get_submodule(k), nn.Embedding)]
+        tied_heads = tied_heads or {}
         for key in keys:
             parent_name, _, child = key.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, LoraSlot(getattr(parent, child), key, self.feeds))
+            slot = EmbeddingSlot if key in self.token_keys else LoraSlot
+            setattr(parent, child, slot(getattr(parent, child), key, self.feeds))
+        for key, head in tied_heads.items():
+            parent_name, _, child = head.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, TiedTokensHead(getattr(parent, child), key, self.feeds))
         self.model = model
 
     def forward(self, *inputs: torch.Tensor) -> Any:
@@ -191,12 +207,14 @@ class AdapterInputsModel(nn.Module):
         model_inputs, index, lora = inputs[:n], inputs[n], inputs[n + 1:]
         self.feeds.index = index
         self.feeds.factors = {k: (lora[2 * i], lora[2 * i + 1]) for i, k in enumerate(self.keys)}
+        tokens = lora[2 * len(self.keys) + len(self.heads):]
+        self.feeds.tokens = {k: (tokens[2 * i], tokens[2 * i + 1]) for i, k in enumerate(self.token_keys)}
         plain = PlainModel(self.model, self.kv_layers)
         if not self.heads:
             return plain(*model_inputs)
         from torch.func import functional_call
 
-        swapped = dict(zip(self.heads, lora[2 * len(self.keys):]))
+        swapped = dict(zip(self.heads, lora[2 * len(self.keys):2 * len(self.keys) + len(self.heads)]))
         return functional_call(plain, {f"model.{k}": v for k, v in swapped.items()}, tuple(model_inputs), strict=False)
 
 
@@ -349,6 +367,9 @@ def export_model(
     lora_entries: list[dict[str, Any]] = []
     head_entries: list[dict[str, Any]] = []
     head_defaults: dict[str, torch.Tensor] = {}
+    token_entries: list[dict[str, Any]] = []
+    base_weights: dict[str, str] = {}
+    tied_heads: dict[str, str] = {}
     adapter_info: dict[str, Any] | None = None
     if mode == "adapter-inputs":
         if adapter_dir is not None:
@@ -358,10 +379,29 @@ def export_model(
             raise ExportError(f"--targets: PEFT has no default target modules for model type {model_type!r}; name the modules to adapt")
         keys = find_targets(model, tlist)
         for key in keys:
-            fin, fout, fifo = _in_out(model.get_submodule(key))
+            module = model.get_submodule(key)
+            fin, fout, fifo = _in_out(module)
             a_name, b_name = input_names_for(key)
-            lora_entries.append({"module": key, "peft_module": f"base_model.model.{key}", "a_input": a_name, "b_input": b_name,
-                                 "in_features": fin, "out_features": fout, "fan_in_fan_out": fifo})
+            entry: dict[str, Any] = {"module": key, "peft_module": f"base_model.model.{key}", "a_input": a_name, "b_input": b_name,
+                                     "in_features": fin, "out_features": fout, "fan_in_fan_out": fifo}
+            if isinstance(module, nn.Embedding):
+                entry["kind"] = "embedding"
+                ids_name, rows_name = token_input_names(key)
+                head = tied_head_name(model, key)
+                token_entries.append({"module": key, "ids_input": ids_name, "rows_input": rows_name, "num_embeddings": fin,
+                                      "embedding_dim": fout, "tied_head": head})
+                if head is not None:
+                    tied_heads[key] = head
+            lora_entries.append(entry)
+        if token_entries:
+            # Hashes of the input/output embedding weights: an adapter's saved copy of one (save_embedding_layers) that
+            # equals the base's changes nothing and can be served; any other value is refused by the runtime.
+            for emb in (model.get_input_embeddings(), model.get_output_embeddings()):
+                if emb is not None and getattr(emb, "weight", None) is not None:
+                    emb_name = next(n for n, m in model.named_modules() if m is emb)
+                    base_weights[f"{emb_name}.weight"] = weight_sha256(emb.weight)
+        if token_entries and lora_defaults:
+            raise ExportError("lora_defaults: exports with an embedding target (embedding LoRA / trainable-token inputs) cannot give ONNX Runtime adapter defaults; drop the embedding from --targets")
         if head_inputs is None:
             is_cls = any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
             # What a SEQ_CLS adapter saves whole: PEFT's modules_to_save ("classifier", "score") match as a plain name
@@ -375,7 +415,7 @@ def export_model(
         head_params = [n for n, _ in model.named_parameters() if any(n.startswith(h + ".") for h in head_inputs)]
         head_defaults = {n: p.detach().to(torch.float32).contiguous().clone() for n, p in model.named_parameters() if n in head_params}
         head_entries = [{"param": n, "input": f"head.{n}", "shape": list(head_defaults[n].shape)} for n in head_params]
-        wrapped: nn.Module = AdapterInputsModel(model, keys, head_params, kv_layers)
+        wrapped: nn.Module = AdapterInputsModel(model, keys, head_params, kv_layers, tied_heads)
     else:
         if premerged:
             adapter_info = {"path": "", "config": {}}
@@ -428,6 +468,12 @@ def export_model(
         args.append(head_defaults[h["param"]].clone())
         lora_dyn.append({})
         names.append(h["input"])
+    for i, t in enumerate(token_entries):
+        # Two token ids per slot traced (-1 = none), a symbol of its own: adapters list any number of ids.
+        args += [torch.tensor([[1, -1], [-1, -1], [3, 0]], dtype=torch.int64)[:, :2], torch.zeros(3, 2, t["embedding_dim"])]
+        n = torch.export.Dim(f"tokens_{i}")
+        lora_dyn += [{0: slots, 1: n}, {0: slots, 1: n}]
+        names += [t["ids_input"], t["rows_input"]]
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -465,6 +511,10 @@ def export_model(
         manifest = build_manifest(model_path=model_path, mode=mode, config=config, opset=OPSET, checksum=checksum,
                                   source_dtype=source_dtype, lora=lora_entries, adapter=adapter_info, heads=head_entries,
                                   targets=targets or default_targets(model_type) or [], base_path=base_path, generation=generation)
+        if token_entries:
+            # Absent in exports without embedding targets (and in earlier exports): the runtime then refuses such adapters.
+            manifest["tokens"] = token_entries
+            manifest["base_weights_sha256"] = base_weights
         if lora_defaults:
             manifest["lora_defaults"] = True
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
