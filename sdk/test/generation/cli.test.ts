@@ -6,9 +6,9 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
-import { readFileSync } from "node:fs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { generateCliFixture } from "../helpers/generate-cli-fixture.js";
+import { REPO_ROOT } from "../helpers/python.js";
 import { AdapterError, FileMissingError } from "../../src/errors.js";
 import { GenerationOptionError } from "../../src/generation/sampling-options.js";
 import { TextModel } from "../../src/generation/text-model.js";
@@ -26,15 +26,11 @@ interface Ref {
   chat: { tokens: number[]; text: string };
 }
 
-let tmp: ReturnType<typeof tempDir>;
 let ref: Ref;
 
-beforeAll(() => {
-  tmp = tempDir("loraport-generate-cli-");
-  ref = runPythonJson<Ref>(readFileSync(join(REPO_ROOT, "sdk/test/generation/fixtures/cli_reference.py"), "utf8"), [tmp.dir]);
+beforeAll(async () => {
+  ref = await generateCliFixture<Ref>(); // shared with sdk/test/serving/http.test.ts; read-only here
 }, limit(900_000));
-
-afterAll(() => tmp?.cleanup());
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {

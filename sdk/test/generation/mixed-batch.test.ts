@@ -4,25 +4,20 @@
  * a mixed greedy `generateBatch` gives each row the tokens transformers + PEFT generate gives it alone.
  */
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { readPeftAdapter } from "../../src/adapter/peft-io.js";
 import { generateBatch } from "../../src/generation/generate.js";
 import { LoraModel } from "../../src/runtime/lora-model.js";
 import { MIXED_IDS as IDS, MIXED_NEW_TOKENS as NEW, MIXED_ROWS as ROWS, buildMixedReference, type MixedReference } from "../helpers/mixed-fixture.js";
-import { tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
 const TOL = 1e-4;
 
-let tmp: ReturnType<typeof tempDir>;
 let ref: Record<string, MixedReference>;
 
-beforeAll(() => {
-  tmp = tempDir("loraport-mixed-");
-  ref = buildMixedReference(tmp.dir);
+beforeAll(async () => {
+  ref = await buildMixedReference(); // shared with sdk/test/serving/scheduler.test.ts
 }, limit(900_000));
-
-afterAll(() => tmp?.cleanup());
 
 describe.each(["llama", "gpt2"])("%s", (family) => {
   async function load(): Promise<LoraModel> {

@@ -2,6 +2,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT, runPython } from "./python.js";
+import { sharedFixture } from "./shared-fixture.js";
 
 export const MIXED_IDS = [
   [1, 5, 9, 17, 33, 2, 64, 100],
@@ -22,11 +23,18 @@ export interface MixedReference {
   readonly greedy: number[][];
 }
 
-/** Build the tiny Llama and GPT-2 fixtures in `dir` and compute their references (in the same test run). */
-export function buildMixedReference(dir: string): Record<"llama" | "gpt2", MixedReference> {
-  const spec = join(dir, "spec.json");
-  writeFileSync(spec, JSON.stringify({ ids: MIXED_IDS, rowAdapters: MIXED_ROWS, newTokens: MIXED_NEW_TOKENS }));
-  const script = readFileSync(join(REPO_ROOT, "sdk/test/generation/fixtures/mixed_reference.py"), "utf8");
-  const out = runPython(script, [spec, dir], { timeoutMs: 900_000 }).trim().split("\n");
-  return JSON.parse(out.at(-1)!) as Record<"llama" | "gpt2", MixedReference>;
+/**
+ * The tiny Llama and GPT-2 fixtures and their references (computed in the same test run), built once per run for
+ * both test files that use them (sdk/test/helpers/shared-fixture.ts); their folders are read-only.
+ */
+export async function buildMixedReference(): Promise<Record<"llama" | "gpt2", MixedReference>> {
+  const spec = { ids: MIXED_IDS, rowAdapters: MIXED_ROWS, newTokens: MIXED_NEW_TOKENS };
+  const build = (dir: string): Record<"llama" | "gpt2", MixedReference> => {
+    const specFile = join(dir, "spec.json");
+    writeFileSync(specFile, JSON.stringify(spec));
+    const script = readFileSync(join(REPO_ROOT, "sdk/test/generation/fixtures/mixed_reference.py"), "utf8");
+    const out = runPython(script, [specFile, dir], { timeoutMs: 900_000 }).trim().split("\n");
+    return JSON.parse(out.at(-1)!) as Record<"llama" | "gpt2", MixedReference>;
+  };
+  return (await sharedFixture("mixed", spec, build)).value;
 }

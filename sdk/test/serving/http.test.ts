@@ -15,6 +15,7 @@ import type { GenerationResult } from "../../src/generation/generate-options.js"
 import { GenerationStream } from "../../src/generation/generation-stream.js";
 import type { Engine, EngineRequest, EngineStats } from "../../src/serving/engine.js";
 import { startServer } from "../../src/serving/http/index.js";
+import { generateCliFixture } from "../helpers/generate-cli-fixture.js";
 import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
@@ -122,11 +123,11 @@ beforeAll(async () => {
   const dist = join(REPO_ROOT, "dist/cli/commands/serve.js");
   if (!existsSync(dist)) throw new Error(`${dist} is missing: build the SDK first (npx tsc -p tsconfig.json)`);
   tmp = tempDir("loraport-serve-");
-  cli = runPythonJson<CliRef>(readFileSync(join(REPO_ROOT, "sdk/test/generation/fixtures/cli_reference.py"), "utf8"), [tmp.dir]);
-  ref = runPythonJson<ServeRef>(readFileSync(join(REPO_ROOT, "sdk/test/serving/fixtures/serve_reference.py"), "utf8"), [tmp.dir, String(cli.eos)]);
+  cli = await generateCliFixture<CliRef>(); // shared with sdk/test/generation/cli.test.ts: read-only, own adapters in tmp
+  ref = runPythonJson<ServeRef>(readFileSync(join(REPO_ROOT, "sdk/test/serving/fixtures/serve_reference.py"), "utf8"), [cli.dir, tmp.dir, String(cli.eos)]);
   const model = join(cli.dir, "onnx");
   [main, small] = await Promise.all([
-    serve(["--model", model, "--name", BASE, "--adapter", `a=${join(cli.dir, "adapter")}`, "--adapter", `b=${join(cli.dir, "adapter-b")}`, "--port", "0", "--max-body-bytes", String(MAX_BODY)]),
+    serve(["--model", model, "--name", BASE, "--adapter", `a=${join(cli.dir, "adapter")}`, "--adapter", `b=${join(tmp.dir, "adapter-b")}`, "--port", "0", "--max-body-bytes", String(MAX_BODY)]),
     serve(["--model", model, "--name", BASE, "--port", "0", "--max-batch-size", "1", "--max-queue", "0", "--api-key", API_KEY]),
   ]);
 }, limit(900_000));
@@ -144,7 +145,7 @@ describe("loraport serve (OpenAI API, as vLLM serves it)", () => {
     expect(models.every((m) => m.object === "model")).toBe(true);
     expect(models[0]).toMatchObject({ parent: null, root: join(cli.dir, "onnx"), max_model_len: 64 });
     expect(models[1]).toMatchObject({ parent: BASE, root: join(cli.dir, "adapter") });
-    expect(models[2]).toMatchObject({ parent: BASE, root: join(cli.dir, "adapter-b") });
+    expect(models[2]).toMatchObject({ parent: BASE, root: join(tmp.dir, "adapter-b") });
   });
 
   it("concurrent completions and chat for two adapters and the base, streamed and not: each equals transformers + PEFT greedy", async () => {
@@ -217,7 +218,7 @@ describe("loraport serve (OpenAI API, as vLLM serves it)", () => {
 
   it("loads an adapter at run time (POST /v1/load_lora_adapter), serves it, unloads it: then it is a 404", async () => {
     const post = (route: string, body: unknown): Promise<Response> => fetch(`${main.url}/v1/${route}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-    const path = join(cli.dir, "adapter-c");
+    const path = join(tmp.dir, "adapter-c");
     const loaded = await post("load_lora_adapter", { lora_name: "c", lora_path: path });
     expect(loaded.status).toBe(200);
     expect(await loaded.text()).toMatch(/Success: LoRA adapter 'c' added/);

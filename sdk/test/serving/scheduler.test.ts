@@ -5,23 +5,18 @@
  * adapters and run-time load/unload behave as the serving issue writes them.
  */
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { AdapterError, OverloadedError } from "../../src/errors.js";
 import type { GenerationResult } from "../../src/generation/generate-options.js";
 import { LocalEngine } from "../../src/serving/local-engine.js";
 import { MIXED_IDS as IDS, MIXED_NEW_TOKENS as NEW, MIXED_ROWS as ROWS, buildMixedReference, type MixedReference } from "../helpers/mixed-fixture.js";
-import { tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
-let tmp: ReturnType<typeof tempDir>;
 let ref: MixedReference;
 
-beforeAll(() => {
-  tmp = tempDir("loraport-scheduler-");
-  ref = buildMixedReference(tmp.dir).llama;
+beforeAll(async () => {
+  ref = (await buildMixedReference()).llama; // shared with sdk/test/generation/mixed-batch.test.ts
 }, limit(900_000));
-
-afterAll(() => tmp?.cleanup());
 
 async function engine(options: Parameters<typeof LocalEngine.start>[1] = {}): Promise<LocalEngine> {
   const e = await LocalEngine.start(join(ref.dir, "onnx"), options);
