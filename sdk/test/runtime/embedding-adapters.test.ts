@@ -16,7 +16,8 @@ import { generateBatch } from "../../src/generation/generate.js";
 import { LoraModel } from "../../src/runtime/lora-model.js";
 import { MANIFEST_NAME, type OnnxManifest } from "../../src/runtime/manifest.js";
 import { LocalEngine } from "../../src/serving/local-engine.js";
-import { runPython, tempDir } from "../helpers/python.js";
+import { exportOnnxAdapter } from "../../src/runtime/onnx-adapter-export.js";
+import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
 const TOL = 1e-4;
@@ -149,6 +150,33 @@ describe("serving", () => {
     // Submitted together: the scheduler decodes them in one batch, rows on different adapters.
     const results = await Promise.all(ROWS.map((a, b) => engine.generate({ prompt: PROMPTS[b]!, options: { adapter: a, maxNewTokens: NEW, temperature: 0, ignoreEos: true } }).result));
     expect(results.map((r) => r.tokens)).toEqual(ROWS.map((a, b) => refTokens(f, a)[b]));
+  });
+});
+
+describe(".onnx_adapter", () => {
+  it("Python onnxruntime runs the export with loraport's file for the trainable-token adapter active, as PEFT", async () => {
+    const f = fx["llama"]!;
+    // ORT's Python run needs the adapter's inputs to have defaults: the exporter's own lora_defaults step (the graph
+    // is not traced again), applied to a copy of the llama export.
+    const withDefaults = join(tmp.dir, "llama-ai-defaults");
+    cpSync(f.adapterInputs, withDefaults, { recursive: true });
+    runPython(`
+import json, sys
+from pathlib import Path
+from loraport_sidecar.export.lora_defaults import add_lora_defaults
+d = Path(sys.argv[1])
+m = json.loads((d / "loraport-onnx.json").read_text())
+add_lora_defaults(d / m["model_file"], m["lora"], [], {}, m["tokens"])
+`, [withDefaults]);
+    const file = join(tmp.dir, "tok.onnx_adapter");
+    const written = await exportOnnxAdapter(f.adapterInputs, (await readPeftAdapter(f.adapters["tok"]!.dir)).adapter, file);
+    expect(written.parameters).toContain("tokens_ids.model.embed_tokens");
+    const script = readFileSync(join(import.meta.dirname, "ort_adapter_run.py"), "utf8");
+    const res = runPythonJson<{ logits: number[]; parameters: Record<string, number[]> }>(script, [withDefaults, file, JSON.stringify(IDS)]);
+    expect(res.parameters["tokens_rows.model.embed_tokens"]).toEqual([1, 3, 64]);
+    const err = maxAbs(new Float32Array(res.logits), f.adapters["tok"]!.logits);
+    console.log(`llama tok through .onnx_adapter (Python onnxruntime): max |Δlogit| vs PEFT ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(TOL);
   });
 });
 

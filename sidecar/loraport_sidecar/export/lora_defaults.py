@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 
-def add_lora_defaults(model_path: Path, lora: list[dict[str, Any]], heads: list[dict[str, Any]], head_values: dict[str, Any]) -> None:
-    """Add an initializer for every LoRA factor-table input and head input of the graph at `model_path`, in place
-    (the file is the exporter's temp copy). External weights stay where they are; the defaults are small and inline."""
+def add_lora_defaults(model_path: Path, lora: list[dict[str, Any]], heads: list[dict[str, Any]], head_values: dict[str, Any],
+                      tokens: list[dict[str, Any]] | None = None) -> None:
+    """Add an initializer for every LoRA factor-table input, head input and trainable-token input (`tokens`: one
+    slot, one id -1 that matches no token) of the graph at `model_path`, in place (the file is the exporter's temp
+    copy). External weights stay where they are; the defaults are small and inline."""
     import onnx
     from onnx import numpy_helper
 
@@ -29,6 +31,9 @@ def add_lora_defaults(model_path: Path, lora: list[dict[str, Any]], heads: list[
             if name not in inputs:
                 raise RuntimeError(f"graph lacks LoRA input {name!r}")
             m.graph.initializer.append(numpy_helper.from_array(np.zeros(shape, dtype=np.float32), name))
+    for t in tokens or []:
+        m.graph.initializer.append(numpy_helper.from_array(np.full((1, 1), -1, dtype=np.int64), t["ids_input"]))
+        m.graph.initializer.append(numpy_helper.from_array(np.zeros((1, 1, t["embedding_dim"]), dtype=np.float32), t["rows_input"]))
     for h in heads:
         value = head_values[h["param"]].detach().to(dtype=__import__("torch").float32).cpu().numpy()
         m.graph.initializer.append(numpy_helper.from_array(value, h["input"]))

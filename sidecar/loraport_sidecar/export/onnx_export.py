@@ -400,8 +400,6 @@ def export_model(
                 if emb is not None and getattr(emb, "weight", None) is not None:
                     emb_name = next(n for n, m in model.named_modules() if m is emb)
                     base_weights[f"{emb_name}.weight"] = weight_sha256(emb.weight)
-        if token_entries and lora_defaults:
-            raise ExportError("lora_defaults: exports with an embedding target (embedding LoRA / trainable-token inputs) cannot give ONNX Runtime adapter defaults; drop the embedding from --targets")
         if head_inputs is None:
             is_cls = any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
             # What a SEQ_CLS adapter saves whole: PEFT's modules_to_save ("classifier", "score") match as a plain name
@@ -497,7 +495,7 @@ def export_model(
         if lora_defaults:
             from .lora_defaults import add_lora_defaults
 
-            add_lora_defaults(model_path, lora_entries, head_entries, head_defaults)
+            add_lora_defaults(model_path, lora_entries, head_entries, head_defaults, token_entries)
         if head_defaults:
             from safetensors.torch import save_file
 
