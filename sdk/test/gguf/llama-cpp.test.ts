@@ -16,7 +16,7 @@ import { readGguf } from "../../src/formats/gguf/index.js";
 import { mergeModel } from "../../src/adapter/merge-model.js";
 import { readPeftAdapter } from "../../src/adapter/peft-io.js";
 import { runCli } from "../helpers/cli.js";
-import { PYTHON, tempDir } from "../helpers/python.js";
+import { pythonCommand, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
 const FIXTURE = resolve(import.meta.dirname, "fixtures/gguf_reference.py");
@@ -32,7 +32,7 @@ interface Reference {
 }
 
 function python(args: string[]): string {
-  return execFileSync(PYTHON, [FIXTURE, ...args], {
+  return execFileSync(...pythonCommand([FIXTURE, ...args]), {
     encoding: "utf8", timeout: limit(300_000), maxBuffer: 256 << 20, stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, PYTHONWARNINGS: "ignore", TRANSFORMERS_VERBOSITY: "error", HF_HUB_OFFLINE: "1" },
   });

@@ -1,13 +1,13 @@
 /** Shared fixtures for the training tests: a tiny artifact exported by the real sidecar exporter, seeded data. */
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { PYTHON, REPO_ROOT } from "../helpers/python.js";
+import { pythonCommand, REPO_ROOT } from "../helpers/python.js";
 import type { TrainExample } from "../../src/training/index.js";
 
 /** Export a train-step artifact with the sidecar module (real make_fx + torch.onnx + export gates). */
 export function exportArtifact(out: string, args: readonly string[]): string {
   try {
-    return execFileSync(PYTHON, ["-m", "loraport_sidecar.export.train_step", "--out", out, ...args], {
+    return execFileSync(...pythonCommand(["-m", "loraport_sidecar.export.train_step", "--out", out, ...args]), {
       cwd: REPO_ROOT,
       encoding: "utf8",
       timeout: 600_000,
