@@ -17,7 +17,7 @@ import { LoraModel } from "../../src/runtime/lora-model.js";
 import { MANIFEST_NAME, type OnnxManifest } from "../../src/runtime/manifest.js";
 import { LocalEngine } from "../../src/serving/local-engine.js";
 import { exportOnnxAdapter } from "../../src/runtime/onnx-adapter-export.js";
-import { runPython, runPythonJson, tempDir } from "../helpers/python.js";
+import { REPO_ROOT, runPython, runPythonJson, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
 
 const TOL = 1e-4;
@@ -32,6 +32,7 @@ const PROMPTS = [[3, 17, 9, 5], [100, 64, 2, 9], [5, 3, 17, 100]];
 const ROWS = ["emb", "tok", null] as const;
 
 const SPEC = {
+  schema: join(REPO_ROOT, "schemas/onnx-manifest.schema.json"),
   ids: IDS,
   prompts: PROMPTS,
   newTokens: NEW,

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import jsonschema
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
@@ -18,6 +19,8 @@ from loraport_sidecar.reference import tiny_models
 
 root = Path(sys.argv[1])
 spec = json.loads(sys.argv[2])
+# Run with `python -c` from the test (no __file__): the schema's path comes in the spec.
+SCHEMA = json.loads(Path(spec["schema"]).read_text())
 ids = torch.tensor(spec["ids"])
 prompts = [torch.tensor([p]) for p in spec["prompts"]]
 
@@ -74,7 +77,9 @@ for name, s in spec["models"].items():
         sd[saved[0]][1] += 1.0
         save_file(sd, str(changed / "adapter_model.safetensors"), metadata={"format": "pt"})
         entry["changedEmbedding"] = str(changed)
-    export_onnx(base_dir, root / f"{name}-ai", mode="adapter-inputs", targets=s["targets"])
+    res = export_onnx(base_dir, root / f"{name}-ai", mode="adapter-inputs", targets=s["targets"])
+    # The manifest with its new optional fields (tokens, kind, base_weights_sha256) is valid under the schema.
+    jsonschema.validate(res.manifest, SCHEMA)
     entry["adapterInputs"] = str(root / f"{name}-ai")
     out[name] = entry
 print(json.dumps(out))
