@@ -12,6 +12,13 @@ import time
 import msgpack
 import zmq
 
+# Limits stop a hang, never measure speed: scaled like the TS tests' (sdk/test/helpers/timeouts.ts), so a loaded
+# 2-core machine (an export through the sidecar took 110 s at load 16) does not fail a call that is only slow.
+try:
+    TIME_SCALE = max(1.0, float(os.environ.get("LORAPORT_TEST_TIME_SCALE", "3")))
+except ValueError:
+    TIME_SCALE = 3.0
+
 
 class SidecarProcess:
     def __init__(self, **config):
@@ -40,14 +47,15 @@ class SidecarProcess:
         self.sock.send_multipart([header, *[b for _, b in tensors]])
         return rid
 
-    def recv(self, timeout_ms=30000):
-        if not self.sock.poll(timeout_ms):
+    def recv(self, timeout_ms=None):
+        if not self.sock.poll(int(timeout_ms if timeout_ms is not None else 30000 * TIME_SCALE)):
             raise TimeoutError("no reply from the sidecar")
         header, *frames = self.sock.recv_multipart()
         return msgpack.unpackb(header), frames
 
-    def final(self, rid, timeout_ms=60000):
+    def final(self, rid, timeout_ms=None):
         """The result or error for request rid, skipping progress events."""
+        timeout_ms = timeout_ms if timeout_ms is not None else 60000 * TIME_SCALE
         t0 = time.monotonic()
         while True:
             h, frames = self.recv(max(1, int(timeout_ms - (time.monotonic() - t0) * 1000)))

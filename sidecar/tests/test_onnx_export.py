@@ -1,7 +1,8 @@
 """ONNX export parity: ORT (Python) on the exported graphs vs PyTorch + PEFT, run side by side here.
 
-adapter-inputs: several adapters of different ranks fed to one session, rank 0 = base; merged: PEFT's
-merge_and_unload exported. GPT-2 (Conv1D), Llama, RoBERTa seq-cls, and an F16 checkpoint.
+merged: PEFT's merge_and_unload exported, GPT-2 (Conv1D), Llama, RoBERTa seq-cls; adapter-inputs: an F16 checkpoint
+(rank 0 = base, the manifest and graph inputs checked). Adapter-inputs parity with adapters is proven by
+sdk/test/runtime/lora-model.test.ts (onnxruntime-node on the same kind of export vs PyTorch + PEFT).
 """
 
 from __future__ import annotations
@@ -48,22 +49,6 @@ def _peft(base_dir: Path, targets: list[str], r: int, alpha: int, rslora: bool, 
 
 def _family(base_dir: Path) -> str:
     return base_dir.name.split("-")[0]
-
-
-def _feeds_for(peft_model, manifest: dict) -> dict[str, np.ndarray]:
-    """A [r, in] and B·scaling [out, r] per exported module; zero-rank factors for modules the adapter skips."""
-    feeds = {}
-    for e in manifest["lora"]:
-        mod = peft_model.base_model.model.get_submodule(e["module"])
-        if hasattr(mod, "lora_A") and "default" in mod.lora_A:
-            a = mod.lora_A["default"].weight.detach().numpy()
-            b = (mod.lora_B["default"].weight * mod.scaling["default"]).detach().numpy()
-        else:
-            a = np.zeros((0, e["in_features"]), np.float32)
-            b = np.zeros((e["out_features"], 0), np.float32)
-        # One-slot tables (every row on slot 0, see _model_feeds).
-        feeds[e["a_input"]], feeds[e["b_input"]] = a[None], b[None]
-    return feeds
 
 
 def _head_feeds(manifest: dict, out_dir: Path, peft_model=None) -> dict[str, np.ndarray]:
@@ -133,42 +118,10 @@ def work(tmp_path_factory):
     return root, bases
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_adapter_inputs_parity(work, family):
-    root, bases = work
-    _, targets, adapters = FAMILIES[family]
-    out = root / f"{family}-ai"
-    res = export_onnx(bases[family], out, mode="adapter-inputs", targets=targets)
-    manifest = json.loads((out / MANIFEST_NAME).read_text())
-    assert manifest == json.loads(json.dumps(res.manifest)) and manifest["mode"] == "adapter-inputs"
-    _validate(manifest)
-
-    sess = ort.InferenceSession(str(out / MODEL_NAME), providers=["CPUExecutionProvider"])
-    names = {i.name for i in sess.get_inputs()}
-    assert {e["a_input"] for e in manifest["lora"]} <= names  # required inputs, not initializers
-    ids, mask = _ids()
-    base_feeds = _model_feeds(manifest, ids, mask)
-
-    base_ref = _torch_logits(tiny_models.build(family).eval(), ids, mask)
-    got0 = sess.run(["logits"], {**base_feeds, **_rank0(manifest), **_head_feeds(manifest, out)})[0]
-    abs0, rel0 = _err(got0, base_ref)
-    print(f"{family} rank 0 vs base: max abs {abs0:.2e} rel {rel0:.2e}")
-    assert abs0 <= TOL
-
-    # Several adapters, different ranks, swapped in one session (and back again).
-    refs = []
-    for i, (r, alpha, rslora) in enumerate(adapters):
-        # RoBERTa's second adapter as PEFT trains classifiers: SEQ_CLS, its own head fed through the head inputs.
-        task = "SEQ_CLS" if family == "roberta" and i == 1 else None
-        pm = _peft(bases[family], targets, r, alpha, rslora, seed=10 + i, task_type=task)
-        refs.append((_torch_logits(pm, ids, mask), {**_feeds_for(pm, manifest), **_head_feeds(manifest, out, pm)}, r))
-    for ref, feeds, r in refs + refs[:1]:
-        got = sess.run(["logits"], {**base_feeds, **feeds})[0]
-        a, rel = _err(got, ref)
-        print(f"{family} r={r}: max abs {a:.2e} rel {rel:.2e}; adapter effect {np.abs(ref - base_ref).max():.2e}")
-        assert a <= TOL
-        effect = float(np.abs(ref - base_ref).max())
-        assert effect > 1e-4 and effect > 100 * a  # the adapter really changed the output, far above the error
+# Adapter-inputs parity (several adapters of different ranks in one session, rank 0 = the base, GPT-2 / Llama /
+# RoBERTa SEQ_CLS with its head inputs, each adapter's effect far above the error) is proven against PyTorch + PEFT
+# by sdk/test/runtime/lora-model.test.ts on the same kind of export (its targets include the ones that were here);
+# repeating it here cost three more exports. The export's own structure is checked below (test_f16_base_...).
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -202,13 +155,17 @@ def test_f16_base_and_external_data(work):
     base = root / "gpt2-f16"
     tiny_models.save(tiny_models.gpt2().to(torch.float16), str(base))
     out = root / "gpt2-f16-ai"
-    manifest = export_onnx(base, out, mode="adapter-inputs", external_data=True).manifest
+    res = export_onnx(base, out, mode="adapter-inputs", external_data=True)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest == json.loads(json.dumps(res.manifest)) and manifest["mode"] == "adapter-inputs"
+    _validate(manifest)
     assert manifest["base"]["source_dtype"] == "float16"
     assert manifest["external_data"], "expected external data files"
     assert not onnx.load(str(out / MODEL_NAME), load_external_data=False).graph.initializer[0].HasField("raw_data")
     ref_model = tiny_models.gpt2().to(torch.float16).to(torch.float32).eval()
     ids, mask = _ids()
     sess = ort.InferenceSession(str(out / MODEL_NAME), providers=["CPUExecutionProvider"])
+    assert manifest["lora"] and {e["a_input"] for e in manifest["lora"]} <= {i.name for i in sess.get_inputs()}  # required inputs, not initializers
     got = sess.run(["logits"], {**_model_feeds(manifest, ids, mask), **_rank0(manifest), **_head_feeds(manifest, out)})[0]
     a, rel = _err(got, _torch_logits(ref_model, ids, mask))
     print(f"gpt2 f16 base: max abs {a:.2e} rel {rel:.2e}")
