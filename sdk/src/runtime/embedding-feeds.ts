@@ -70,10 +70,11 @@ export function embeddingFeeds(manifest: OnnxManifest, adapter: LoraAdapter): Em
       consumed.add(key);
     } else {
       // save_embedding_layers: `<emb>.base_layer.weight` beside the embedding's LoRA, or `lm_head.weight` / `<emb>.weight`.
+      // (PEFT saves `<m>.base_layer.weight` for any adapted layer it saves whole: a tied lm_head with LoRA too.)
       const module = key.endsWith(SAVED_SUFFIX) ? key.slice(0, -SAVED_SUFFIX.length) : undefined;
-      const ofLoraEmbedding = module !== undefined && adapter.modules.get(module)?.kind === "embedding";
-      if (ofLoraEmbedding && !embeddings.has(strip(module))) throw reexportForEmbedding(manifest, strip(module));
-      const param = ofLoraEmbedding ? `${strip(module)}.weight` : strip(key);
+      const adapted = module !== undefined ? adapter.modules.get(module) : undefined;
+      if (adapted?.kind === "embedding" && !embeddings.has(strip(module!))) throw reexportForEmbedding(manifest, strip(module!));
+      const param = adapted ? `${strip(module!)}.weight` : strip(key);
       const want = manifest.base_weights_sha256?.[param];
       if (want === undefined) continue; // not an embedding weight: a whole-tensor head, or refused as one
       const f32 = toFloat32(t);

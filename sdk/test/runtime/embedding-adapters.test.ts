@@ -3,8 +3,8 @@
  * the embedding (saved with the whole base embedding, save_embedding_layers) and trainable tokens
  * (trainable_token_indices; with tied word embeddings PEFT changes the tied LM head's logits too), each against
  * PyTorch + PEFT computed in the same run (embedding_adapters_fixture.py): logits, a mixed batch (both adapters and
- * the base in one run), greedy generation (mixed batch, and through the serving engine). Untied Llama and tied GPT-2,
- * one export each. What cannot be served (a changed saved embedding, an export without the embedding inputs) is
+ * the base in one run), greedy generation (mixed batch, and through the serving engine). Untied Llama and tied GPT-2
+ * (also LoRA on its tied lm_head), one export each. What cannot be served (a changed saved embedding, an export without the embedding inputs) is
  * refused with what to do.
  */
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
@@ -47,11 +47,13 @@ const SPEC = {
     },
     gpt2: {
       // save_embedding_layers=True saves lm_head.weight (tied to wte; PEFT saves "lm_head" / "embed_tokens" layers only).
-      family: "gpt2", targets: ["c_attn", "wte"], savedWhole: "lm_head.weight",
+      family: "gpt2", targets: ["c_attn", "wte", "lm_head"], savedWhole: "lm_head.weight",
       adapters: {
         emb: { r: 4, alpha: 8, targets: ["wte", "c_attn"], saveEmbedding: true },
         // The list form: the input embedding; GPT-2 ties lm_head to it.
         tok: { r: 2, alpha: 4, targets: ["c_attn"], tokens: [5, 9, 100] },
+        // LoRA on the tied lm_head as well: PEFT saves both layers' base weights (`<m>.base_layer.weight`), the base's.
+        head: { r: 2, alpha: 4, targets: ["wte", "lm_head"] },
       },
     },
   },
@@ -88,7 +90,7 @@ function maxAbs(got: Float32Array, want: readonly number[]): number {
 
 async function load(f: Fixture): Promise<LoraModel> {
   const model = await LoraModel.load(f.adapterInputs, { executionProviders: ["cpu"] });
-  for (const a of ["emb", "tok"]) await model.registerAdapter(a, (await readPeftAdapter(f.adapters[a]!.dir)).adapter);
+  for (const [a, { dir }] of Object.entries(f.adapters)) await model.registerAdapter(a, (await readPeftAdapter(dir)).adapter);
   return model;
 }
 
@@ -112,7 +114,7 @@ describe.each(["llama", "gpt2"])("%s", (name) => {
   it("logits equal PyTorch + PEFT for each adapter alone and in one mixed batch with the base", async () => {
     const f = fx[name]!;
     await using model = await load(f);
-    for (const a of [null, "emb", "tok"]) {
+    for (const a of [null, ...Object.keys(f.adapters)]) {
       const got = (await model.run({ inputIds: IDS }, { adapter: a })).logits.data as Float32Array;
       const err = maxAbs(got, refLogits(f, a));
       console.log(`${name} ${a ?? "base"}: max |Δlogit| vs PEFT ${err.toExponential(2)}`);
