@@ -59,8 +59,11 @@ class StepFunctions:
     # ---- pieces ---------------------------------------------------------------------------------
 
     def _loss(self, params: dict[str, torch.Tensor], input_ids, attention_mask, labels) -> torch.Tensor:
+        return self._loss_and_logits(params, input_ids, attention_mask, labels)[0]
+
+    def _loss_and_logits(self, params: dict[str, torch.Tensor], input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
         out = functional_call(self.model, params, args=(), kwargs={"input_ids": input_ids, "attention_mask": attention_mask}, strict=False)
-        return self.loss_fn(out.logits, labels)
+        return self.loss_fn(out.logits, labels), out.logits
 
     def _logits(self, params: dict[str, torch.Tensor], input_ids, attention_mask) -> torch.Tensor:
         out = functional_call(self.model, params, args=(), kwargs={"input_ids": input_ids, "attention_mask": attention_mask}, strict=False)
@@ -70,11 +73,15 @@ class StepFunctions:
         # torch.autograd.grad, traced by make_fx below autograd, rather than torch.func.grad_and_value: under
         # functorch's grad transform nn.Linear on 3-D inputs concretises the batch size and the graph loses
         # its dynamic batch/sequence dims (seen with RoBERTa).
+        loss, grads, _ = self._grads_and_logits(ps, input_ids, attention_mask, labels)
+        return loss, grads
+
+    def _grads_and_logits(self, ps: Sequence[torch.Tensor], input_ids, attention_mask, labels):
         leaves = [p.detach().requires_grad_(True) for p in ps]
         with torch.enable_grad():
-            loss = self._loss(dict(zip(self.names, leaves)), input_ids, attention_mask, labels)
+            loss, logits = self._loss_and_logits(dict(zip(self.names, leaves)), input_ids, attention_mask, labels)
             grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-        return loss.detach(), [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, ps)]
+        return loss.detach(), [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, ps)], logits.detach()
 
     def _adamw(self, ps, ms, vs, gs, step, lr):
         """One torch.optim.AdamW step (decoupled weight decay, bias correction), as in _single_tensor_adamw."""
@@ -115,6 +122,13 @@ class StepFunctions:
         (ps,), (input_ids, attention_mask, labels) = self.split(flat, 1)
         loss, gs = self._grads(ps, input_ids, attention_mask, labels)
         return (loss, *gs)
+
+    def grad_logits_step(self, *flat):
+        """(p…, input_ids, attention_mask, labels) → (loss, g…, logits): the one traced graph that grad_step, eval
+        and forward are cut from (export/train_derive.py)."""
+        (ps,), (input_ids, attention_mask, labels) = self.split(flat, 1)
+        loss, gs, logits = self._grads_and_logits(ps, input_ids, attention_mask, labels)
+        return (loss, *gs, logits)
 
     def apply_step(self, *flat):
         """(p…, m…, v…, g…, step, lr) → (p'…, m'…, v'…, step'): AdamW on accumulated gradients."""
