@@ -5,7 +5,8 @@
  * the same LoRA factors. References come from make_zoo_train.py in this run (one Python process for all
  * architectures: bases, adapters, exports and the PyTorch steps).
  *
- * Cost: one export per architecture is most of it (see the printed seconds), so the run is short — 3 steps of 2 rows.
+ * Cost: one export per architecture is nearly all of it (22–58 s each, printed; the whole file took 9 min 44 s on the
+ * shared 2-core machine at load ~3), so the training is short — 3 steps of 2 rows of 5–11 tokens.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
