@@ -82,6 +82,13 @@ def load_base(base: str | None, builtin: str | None, builtin_config: dict | None
         cfg = AutoConfig.from_pretrained(base)
         archs = cfg.architectures or []
         loader = AutoModelForSequenceClassification if any(a.endswith("ForSequenceClassification") for a in archs) else AutoModelForCausalLM
+        if loader is AutoModelForCausalLM:
+            from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            # Up front, in one line: transformers' own error for (say) t5 or vit is a page about its auto classes.
+            if cfg.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(cfg, "is_encoder_decoder", False):
+                raise ValueError(f"train-step export of {cfg.model_type} ({', '.join(archs) or 'no architectures in config.json'}): "
+                                 "only causal LMs and *ForSequenceClassification models are supported (the train step takes "
+                                 "input_ids, attention_mask and labels)")
         model = loader.from_pretrained(base, dtype=torch.float32)
         source = os.path.abspath(base)
     model = model.float()
