@@ -16,7 +16,7 @@ export interface ExportOnnxOptions extends CallOptions {
   readonly targets?: readonly string[];
   /** A PEFT adapter folder to merge (mode `merged` with a model folder). With a handle, attach it to the handle instead. */
   readonly adapter?: string;
-  /** adapter-inputs: modules whose parameters become whole-tensor inputs (default `classifier` for sequence classification; `[]` none). */
+  /** adapter-inputs: modules whose parameters become whole-tensor inputs (default for sequence classification: every module named `*classifier` / `*score`, as PEFT SEQ_CLS saves them; `[]` none). */
   readonly headInputs?: readonly string[];
   /** Weights as external data: `auto` (default) when the model is over ~1.8 GB. */
   readonly externalData?: "auto" | "yes" | "no";

@@ -50,7 +50,7 @@ export function registerExport(program: Command): void {
     .option("--mode <mode>", `what to export: ${Object.keys(EXPORT_MODES).join(" | ")}`, "adapter-inputs")
     .option("--adapter <path>", "merged: PEFT adapter folder or loralib checkpoint to merge in")
     .option("--targets <names>", "adapter-inputs: comma-separated modules that get LoRA inputs (default: PEFT's for the architecture)")
-    .option("--head-inputs <names>", "adapter-inputs: modules given as whole-tensor inputs, or 'none' (default: classifier for sequence classification)")
+    .option("--head-inputs <names>", "adapter-inputs: modules given as whole-tensor inputs, or 'none' (default for sequence classification: every module named *classifier or *score, what PEFT saves with SEQ_CLS)")
     .option("--external-data <when>", "weights as external data: auto | yes | no", "auto")
     .option("--ort-adapter-defaults", "adapter-inputs: LoRA inputs get defaults so ONNX Runtime's .onnx_adapter files (loraport convert --to onnx-adapter) work in Python, C# and ORT GenAI; loraport's own runtime cannot run such an export")
     .option("--no-kv-cache", "causal LMs: a plain forward graph without the KV cache (no 'loraport generate')")
