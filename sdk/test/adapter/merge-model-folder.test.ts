@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSafetensors } from "../../src/formats/safetensors/index.js";
 import { cli } from "../cli/cli-fixtures.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/model_folder_merge.py"), "utf8");
 // The weight tolerance of merge-model.test.ts; the tiny model's logits move by ~0.4 with the adapter.
@@ -21,7 +22,7 @@ describe("merge into a model folder gives a complete model folder", () => {
   beforeAll(() => {
     const made = runPythonJson<{ adapter_moves_logits: number }>(SCRIPT, ["make", tmp.dir]);
     expect(made.adapter_moves_logits).toBeGreaterThan(1e-2);
-  }, 300_000);
+  }, limit(300_000));
   afterAll(() => tmp.cleanup());
 
   it("one-file and sharded bases: every file of the base comes along, transformers loads the folders, logits equal PEFT's", async () => {
@@ -44,7 +45,7 @@ describe("merge into a model folder gives a complete model folder", () => {
       expect(r.max_new_tokens, folder).toBe(7); // generation_config.json came along
       expect(r.max_abs, folder).toBeLessThanOrEqual(TOL);
     }
-  }, 300_000);
+  }, limit(300_000));
 
   it("an existing non-empty --out is refused before any work; --force replaces it whole", async () => {
     const out = at("taken");

@@ -16,6 +16,7 @@ import { castTo, toFloat32, type Tensor } from "../../src/tensor/index.js";
 import type { LoraAdapter } from "../../src/adapter/adapter.js";
 import { mergeWeight } from "../../src/adapter/math.js";
 import { runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const SCRIPT = readFileSync(join(import.meta.dirname, "fixtures/sharded_merge.py"), "utf8");
 
@@ -32,7 +33,7 @@ describe("merge into a sharded base", () => {
   beforeAll(() => {
     runPythonJson(SCRIPT, [tmp.dir]);
     baseHash = hashFolder(base);
-  }, 120_000);
+  }, limit(120_000));
   afterAll(() => tmp.cleanup());
 
   it("writes the base's shards and names, values equal to PEFT merge_and_unload (incl. modules_to_save lm_head)", async () => {

@@ -10,6 +10,7 @@ import { Sidecar } from "../../src/bridge/index.js";
 import { tensor, type Tensor } from "../../src/tensor/index.js";
 import { REPO_ROOT, runPython, tempDir } from "../helpers/python.js";
 import { requireReference } from "../helpers/reference.js";
+import { limit } from "../helpers/timeouts.js";
 
 const TOL = 1e-5;
 let sc: Sidecar;
@@ -146,7 +147,7 @@ with torch.no_grad():
     expect(att).toMatchObject({ kind: "loralib", loraModules: layers, missingKeys: [] });
     const { logits } = await model.forward({ input_ids: inputs["input_ids"]! });
     expect(compare(`GPT-2-Medium-shaped (${layers} layers) + published E2E checkpoint`, logits!, readF32("ref_gpt2md_e2e.f32")).maxAbs).toBeLessThanOrEqual(TOL);
-  }, 600_000);
+  }, limit(600_000));
 
   it("tiny Llama from config.json + safetensors, and GPT-2 in BF16: logits equal the direct computation", async () => {
     await using llama = await sc.loadModel({ source: { kind: "config", config: join(tmp.dir, "llama_model", "config.json"), weights: join(tmp.dir, "llama_model", "model.safetensors") } });

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEMO_STEPS } from "../../src/cli/demo/steps.js";
 import { REPO_ROOT } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 describe("loraport demo", () => {
   it("runs the main path end to end on its built-in default: every step, no error", () => {
@@ -23,5 +24,5 @@ describe("loraport demo", () => {
     expect(existsSync(folder!)).toBe(false);
     expect(r.stdout).not.toMatch(/…\)$/m); // no message cut off mid-sentence
     expect(r.stderr).not.toMatch(/\n\s+at .*\.(js|ts):\d+/); // no stack trace anywhere
-  }, 600_000);
+  }, limit(600_000));
 });

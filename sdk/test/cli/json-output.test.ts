@@ -9,6 +9,7 @@ import { readSafetensors } from "../../src/formats/safetensors/index.js";
 import { runPython, tempDir } from "../helpers/python.js";
 import { requireReference } from "../helpers/reference.js";
 import { cli, writeTinyAdapter, writeTinyBase } from "./cli-fixtures.js";
+import { limit } from "../helpers/timeouts.js";
 
 interface Written {
   files: Array<{ path: string; bytes: number }>;
@@ -37,7 +38,7 @@ describe("--json on merge, combine, convert", () => {
     await writeTinyAdapter(B, 3);
     // Tied weights: the same tensor under two names, stored once by convert.
     runPython("import sys, torch; w = torch.arange(6.0).reshape(2, 3); torch.save({'emb': w, 'head': w, 'b': torch.ones(3)}, sys.argv[1])", [ckpt]);
-  }, 300_000);
+  }, limit(300_000));
   afterAll(() => tmp.cleanup());
 
   it("merge --json", async () => {

@@ -11,6 +11,7 @@ import { OutputIsInputError } from "../../src/errors.js";
 import { assertOutputNotInput } from "../../src/internal/output-guard.js";
 import { runPython, tempDir } from "../helpers/python.js";
 import { cli, writeTinyAdapter, writeTinyBase } from "./cli-fixtures.js";
+import { limit } from "../helpers/timeouts.js";
 
 function hashTree(path: string): string {
   const h = createHash("sha256");
@@ -33,7 +34,7 @@ describe("outputs never replace inputs", () => {
     await writeTinyAdapter(A, 2);
     await writeTinyAdapter(B, 3);
     runPython("import sys, torch; torch.save({'w': torch.arange(6.0).reshape(2, 3), 'b': torch.ones(3)}, sys.argv[1])", [ckpt]);
-  }, 300_000);
+  }, limit(300_000));
   afterAll(() => tmp.cleanup());
 
   const refused = async (argv: string[], input: string, inputFlag: RegExp): Promise<void> => {

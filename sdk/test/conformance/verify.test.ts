@@ -9,6 +9,7 @@ import { runVerify } from "../../src/conformance/verify.js";
 import type { ConformanceReport } from "../../src/conformance/report.js";
 import { FileMissingError } from "../../src/errors.js";
 import { runPython, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const tmp = tempDir("loraport-verify-test-");
 let report: ConformanceReport;
@@ -29,7 +30,7 @@ with torch.no_grad():
 pm.save_pretrained(sys.argv[2])
 `, [join(tmp.dir, "base"), join(tmp.dir, "adapter")]);
   report = await runVerify({ base: join(tmp.dir, "base"), adapter: join(tmp.dir, "adapter") });
-}, 600_000);
+}, limit(600_000));
 afterAll(() => tmp.cleanup());
 
 describe("loraport verify", () => {

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT, runPythonJson, tempDir } from "../helpers/python.js";
+import { limit } from "../helpers/timeouts.js";
 
 const tmp = tempDir("loraport-serve-");
 let server: ChildProcess | undefined;
@@ -64,7 +65,7 @@ for name in ("alpha", "beta"):
     out[name] = gen(PeftModel.from_pretrained(t.gpt2(), d + "/adapter-" + name).eval())
 print(json.dumps(out))
 `, [tmp.dir]);
-}, 360_000);
+}, limit(360_000));
 
 afterAll(async () => {
   if (server && server.exitCode === null) {

@@ -15,6 +15,7 @@ import { readTrainManifest } from "../../src/training/manifest.js";
 import { tokenizeTexts } from "../../src/training/tokenize.js";
 import { REPO_ROOT, runPython, runPythonJson, tempDir } from "../helpers/python.js";
 import { errors, exportArtifact, seededExamples, TORCH_REFERENCE } from "./helpers.js";
+import { limit } from "../helpers/timeouts.js";
 
 const tmp = tempDir("loraport-train-");
 // The same artifact as examples/finetune-tiny-gpt2.ts exports (its cache layout: <cache>/artifact), so the example
@@ -40,7 +41,7 @@ function torchReference(spec: Record<string, unknown>): Reference {
 
 beforeAll(() => {
   if (!process.env["LORAPORT_TEST_TRAIN_ARTIFACT"]) exportArtifact(art, ["--builtin", "gpt2", "--target-modules", "c_attn,c_fc", "--r", "8", "--alpha", "16"]);
-}, 400_000);
+}, limit(400_000));
 
 afterAll(() => tmp.cleanup());
 
