@@ -18,12 +18,11 @@ import { readPeftAdapter } from "../../src/adapter/peft-io.js";
 import { runCli } from "../helpers/cli.js";
 import { pythonCommand, tempDir } from "../helpers/python.js";
 import { limit } from "../helpers/timeouts.js";
+import { LOGIT_TOL, llamaGreedy, type PeftReference } from "./llama-greedy.js";
 
 const FIXTURE = resolve(import.meta.dirname, "fixtures/gguf_reference.py");
 const CASES = ["plain", "rslora", "patterns", "qwen2", "mistral"] as const;
 const BASES = ["base-llama", "base-qwen2", "base-mistral"] as const;
-/** |Δ(logit_i − logit_top)| between llama.cpp F32 and PyTorch F32, over tokens with p > 1e-4 (measured ≤ 1.2e-4). */
-const LOGIT_TOL = 1e-3;
 
 interface Reference {
   prompt: number[];
@@ -62,33 +61,8 @@ afterAll(async () => {
 });
 
 /** Greedy tokens from llama.cpp with the adapter, and the largest centred-logit difference to PyTorch's per step. */
-async function runAdapter(base: string | LlamaModel, file: string | undefined, expected?: { tokens: number[]; logprobs: number[][] }): Promise<{ tokens: number[]; maxLogitDiff: number }> {
-  // F32 KV cache (llama.cpp defaults to F16, which alone moves logits by ~5e-2 here); one thread: the machine is shared.
-  const ctx = await (typeof base === "string" ? models.get(base)! : base).createContext({
-    contextSize: 64, threads: 1, flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
-    ...(file !== undefined ? { lora: { adapters: [{ filePath: file }] } } : {}),
-  });
-  try {
-    const tokens: number[] = [];
-    let maxLogitDiff = 0;
-    const steps = ref.cases.plain.tokens.length;
-    for await (const o of ctx.getSequence().evaluateWithMetadata(ref.prompt as Token[], { probabilities: true }, { temperature: 0, yieldEogToken: true })) {
-      const i = tokens.length;
-      tokens.push(o.token);
-      // Compare only while the prefixes agree (after a different token the contexts differ).
-      if (expected && expected.tokens.slice(0, i).every((t, k) => t === tokens[k])) {
-        const [top, pTop] = o.probabilities.entries().next().value!;
-        const lp = expected.logprobs[i]!;
-        for (const [t, pr] of o.probabilities) {
-          if (pr > 1e-4) maxLogitDiff = Math.max(maxLogitDiff, Math.abs(Math.log(pr) - Math.log(pTop) - (lp[t]! - lp[top]!)));
-        }
-      }
-      if (tokens.length >= steps) break;
-    }
-    return { tokens, maxLogitDiff };
-  } finally {
-    await ctx.dispose();
-  }
+function runAdapter(base: string | LlamaModel, file: string | undefined, expected?: PeftReference): Promise<{ tokens: number[]; maxLogitDiff: number }> {
+  return llamaGreedy(typeof base === "string" ? models.get(base)! : base, ref.prompt, ref.cases.plain.tokens.length, expected, file);
 }
 
 describe("node-llama-cpp runs loraport's GGUF adapters as PEFT does", () => {

@@ -39,16 +39,19 @@ def unsupported_reason(model: nn.Module) -> str | None:
 
 def ready_for_export(model: nn.Module) -> None:
     """Refuse (the exporter's ExportError, naming the architecture) a model the exporter cannot take; otherwise apply,
-    in place, the settings that make it traceable.
-
-    Mixture-of-experts layers: transformers' default grouped-matmul kernel (transformers.grouped_mm_fallback) has no
-    ONNX conversion; its batched-matmul one (a gather of each token's expert weights and a bmm) converts, with the
-    same sums."""
+    in place, the settings that make it traceable (`use_traceable_experts`)."""
     from .onnx_export import ExportError
 
     reason = unsupported_reason(model)
     if reason:
         raise ExportError(f"ONNX export of {architecture(model)} ({type(model).__name__}): {reason}")
+    use_traceable_experts(model)
+
+
+def use_traceable_experts(model: nn.Module) -> None:
+    """Mixture-of-experts layers: transformers' default grouped-matmul kernel (transformers.grouped_mm_fallback) has no
+    ONNX conversion; its batched-matmul one (a gather of each token's expert weights and a bmm) converts, with the
+    same sums. Used by the inference and the train-step exporters."""
     current = getattr(getattr(model, "config", None), "_experts_implementation", None)
     if hasattr(model, "set_experts_implementation") and current not in (None, "eager", "batched_mm"):
         try:

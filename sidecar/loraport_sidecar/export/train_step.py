@@ -35,6 +35,7 @@ from unittest import mock
 import numpy as np
 import torch
 
+from .support import use_traceable_experts
 from .train_derive import derive
 from .train_checks import ExportCheckError, check_dynamic_batch, check_graph_ops, compare_grads
 from .train_graph import IGNORE_INDEX, TASKS, AdamWSettings, StepFunctions
@@ -96,18 +97,6 @@ def load_base(base: str | None, builtin: str | None, builtin_config: dict | None
     use_traceable_experts(model)
     model.eval()
     return model, source
-
-
-def use_traceable_experts(model: torch.nn.Module) -> None:
-    """Mixture-of-experts layers: transformers' default grouped-matmul kernel (grouped_mm_fallback) has no ONNX
-    translation; its batched-matmul kernel (each token's expert weights gathered, one bmm) has, with the same sums
-    (as export/support.py does for the inference export)."""
-    current = getattr(getattr(model, "config", None), "_experts_implementation", None)
-    if hasattr(model, "set_experts_implementation") and current not in (None, "eager", "batched_mm"):
-        try:
-            model.set_experts_implementation("batched_mm")
-        except (ValueError, AttributeError):
-            pass  # no switchable experts (a dense model): nothing to change
 
 
 def default_task(model: torch.nn.Module) -> str:
