@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UnsupportedFeatureError } from "../../src/errors.js";
 import { readPeftAdapter, writePeftAdapter } from "../../src/adapter/peft-io.js";
 import { registerMerge } from "../../src/cli/commands/merge.js";
+import { inspectAdapter } from "../../src/cli/commands/inspect-adapter.js";
 import { registerInspect } from "../../src/cli/commands/inspect.js";
 import { readSafetensors } from "../../src/formats/safetensors/index.js";
 import { toFloat32 } from "../../src/tensor/index.js";
@@ -64,10 +65,21 @@ describe("nn.Conv1d / Conv2d / Conv3d LoRA against PEFT", () => {
     const kinds = Object.fromEntries([...adapter.modules].map(([n, m]) => [n, m.kind]));
     expect(kinds).toEqual({ c1: "nn_conv1d", c1x1: "nn_conv1d", c2: "conv2d", c3: "conv3d" });
     const text = await runCli([registerInspect], ["inspect", join(cases, "conv", "peft")]);
-    expect(text).toMatch(/c3\s+conv3d\s+3\s+4\s/);
-    expect(text).toMatch(/c1\s+nn_conv1d\s+2\s+4\s/);
+    // This case has lora_bias: the config line and each kind say so.
+    expect(text).toMatch(/, lora_bias, /);
+    expect(text).toMatch(/c3\s+conv3d\+bias\s+3\s+4\s/);
+    expect(text).toMatch(/c1\s+nn_conv1d\+bias\s+2\s+4\s/);
     const dora = await readPeftAdapter(join(cases, "dora", "peft"));
     expect([...dora.adapter.modules.values()].every((m) => m.magnitude !== undefined)).toBe(true);
+    // inspect names conv DoRA per module (`<kind>+dora`) and in --json; no lora_bias (PEFT refuses it with DoRA).
+    const seen = await inspectAdapter(join(cases, "dora", "peft"));
+    const json = seen!.json as { useDora: boolean; loraBias: boolean; modules: { kind: string; dora: boolean; loraBias: boolean }[] };
+    expect(json.useDora).toBe(true);
+    expect(json.loraBias).toBe(false);
+    expect(json.modules.every((m) => m.dora && !m.loraBias)).toBe(true);
+    expect(seen!.text).toMatch(/, DoRA, /);
+    for (const m of json.modules) expect(seen!.text).toMatch(new RegExp(`\\s${m.kind}\\+dora\\s`));
+    expect(seen!.text).not.toContain("bias");
   });
 
   it("PEFT loads loraport's rewrite of each adapter with no warnings and the same tensors", () => {

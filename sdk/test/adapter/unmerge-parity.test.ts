@@ -196,7 +196,13 @@ describe("merge → unmerge of DoRA and lora_bias adapters vs PEFT merge_adapter
   it("lora_bias: inspect counts lora_B.bias as PEFT does; combine and the factor paths (serving, .onnx_adapter) refuse in one typed line", async () => {
     for (const c of ["bias_roberta", "bias_gpt2"]) {
       const seen = await inspectAdapter(dir(c, "adapter"));
-      expect((seen!.json as { loraParams: number }).loraParams, c).toBe(made[c]!.lora_params);
+      const json = seen!.json as { loraParams: number; loraBias: boolean; modules: { kind: string; loraBias: boolean }[] };
+      expect(json.loraParams, c).toBe(made[c]!.lora_params);
+      // lora_bias is named in the text (config line, `+bias` on each module's kind) and in --json.
+      expect(json.loraBias, c).toBe(true);
+      expect(json.modules.every((m) => m.loraBias), c).toBe(true);
+      expect(seen!.text, c).toMatch(/, lora_bias, /);
+      expect(seen!.text, c).toMatch(c === "bias_gpt2" ? /\sconv1d\+bias\s/ : /\slinear\+bias\s/);
     }
     const a = adapters.get("bias_roberta")!;
     for (const method of ["linear", "cat", "svd"] as const) {
