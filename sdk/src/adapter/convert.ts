@@ -44,6 +44,7 @@ export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOp
   const rankPattern: Record<string, number> = {};
   const alphaPattern: Record<string, number> = {};
   const convLines: string[] = [];
+  const linearShaped: string[] = [];
   for (const [name, { A, B }] of ckpt.modules) {
     const embedding = options.embeddings?.includes(name) ?? EMBEDDING_NAME.test(name);
     // A conv base weight (when the base is given) or ConvLoRA-shaped factors make this a loralib ConvLoRA.
@@ -62,6 +63,8 @@ export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOp
       continue;
     }
     const kind = embedding ? "embedding" : res.fanInFanOut ? "conv1d" : "linear";
+    // A 1×…×1 ConvLoRA saves lora.Linear's factor shapes; only the base (or a preset naming the model) tells them apart.
+    if (kind === "linear" && !enableLora && !res.preset && !options.baseWeightShape) linearShaped.push(name);
     const kMod = embedding ? 1 : k;
     const aRows = A.shape[0]!;
     const [bRows, bR] = B.shape as [number, number];
@@ -117,6 +120,7 @@ export function convertLoralibToPeft(ckpt: LoralibCheckpoint, options: LoralibOp
     ...convLines,
     ...(headTensors.length ? [`modules_to_save: [${res.headModules.join(", ")}] (${headTensors.length} tensors), task_type ${res.taskType}`] : []),
     ...res.notes.map((n) => `note: ${n}`),
+    ...(linearShaped.length ? [`note: ${linearShaped.join(", ")}: converted as Linear; a loralib 1×…×1 Conv1d/Conv2d/Conv3d (ConvLoRA) saves the same factor shapes, so if any of these is a conv, pass --base <base weights> to convert it as conv LoRA`] : []),
   ];
   return { adapter: { config, modules, extraTensors }, report: { resolved: res, peftR, peftAlpha, scaling, modules: modules.size, headTensors, lines } };
 }

@@ -69,6 +69,8 @@ describe("loralib ConvLoRA → PEFT conv LoRA", () => {
     expect(convertText).toMatch(/b: loralib ConvLoRA .* rank out = 5 < r·k² = 18 /);
     expect(convertText).toMatch(/c: loralib ConvLoRA .* rank in·k² = 9 < r·k² = 18 /);
     expect(check.ranks).toEqual({ a: 8, b: 5, c: 9, head: 2 });
+    // Without --base a 1×1 conv's factors look like head's: the note names head, and only once.
+    expect(convertText.match(/^note: head: converted as Linear; .* pass --base /gm)).toHaveLength(1);
     // s = 4/2 kept as alpha'/r' (a) or folded into the ΔW factor with alpha' = r' (b, c).
     expect(check.scalings).toEqual({ a: 2, b: 1, c: 1, head: 2 });
   });
@@ -91,6 +93,11 @@ describe("loralib ConvLoRA → PEFT conv LoRA", () => {
   it("--base: loralib's 1×…×1 Conv1d / Conv2d / Conv3d become PEFT conv LoRA of rank r; PEFT's forward and loraport's merge give loralib's numbers", async () => {
     expect(onesText).toMatch(/p: loralib ConvLoRA .*base weight \[4, 3, 1\]\) → PEFT nn_conv1d LoRA of rank r = 2/);
     expect(onesText).toMatch(/s: loralib ConvLoRA .*base weight \[3, 2, 1, 1, 1\]\) → PEFT conv3d LoRA of rank r = 2/);
+    expect(onesText).not.toContain("converted as Linear");
+    // The same checkpoint without --base converts silently wrong (PEFT's load fails on shape) but for the note.
+    const noBase = convertLoralibToPeft(await readLoralibCheckpoint(join(tmp.dir, "ones.pt")), { r: 2, alpha: 4 });
+    expect([...noBase.adapter.modules.values()].map((m) => m.kind)).toEqual(["linear", "linear", "linear"]);
+    expect(noBase.report.lines.filter((l) => l.includes("converted as Linear"))).toEqual([expect.stringMatching(/^note: p, q, s: converted as Linear; .*pass --base/)]);
     const o = checks.ones;
     console.log(`loralib 1×…×1 ConvLoRA → PEFT: forward max abs ${o.forward_max_abs.toExponential(2)} (rel ${o.forward_max_rel.toExponential(2)})`);
     expect(o.warnings).toEqual([]);
