@@ -4,7 +4,9 @@
  * (trainable_token_indices; with tied word embeddings PEFT changes the tied LM head's logits too), each against
  * PyTorch + PEFT computed in the same run (embedding_adapters_fixture.py): logits, a mixed batch (both adapters and
  * the base in one run), greedy generation (mixed batch, and through the serving engine). Untied Llama and tied GPT-2
- * (also LoRA on its tied lm_head), one export each. What cannot be served (a changed saved embedding, an export without the embedding inputs) is
+ * (also LoRA on its tied lm_head), one export each; the zoo's tied Gemma, whose embedding scales its output by
+ * sqrt(hidden) (embed_scale, which PEFT applies to the LoRA delta and the replaced rows too), exported by the CLI
+ * (`loraport export --targets q_proj,v_proj,embed_tokens`). What cannot be served (a changed saved embedding, an export without the embedding inputs) is
  * refused with what to do.
  */
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
@@ -18,6 +20,7 @@ import { MANIFEST_NAME, type OnnxManifest } from "../../src/runtime/manifest.js"
 import { LocalEngine } from "../../src/serving/local-engine.js";
 import { exportOnnxAdapter } from "../../src/runtime/onnx-adapter-export.js";
 import { REPO_ROOT, runPython, runPythonJson, tempDir } from "../helpers/python.js";
+import { cli } from "../cli/cli-fixtures.js";
 import { limit } from "../helpers/timeouts.js";
 
 const TOL = 1e-4;
@@ -56,6 +59,14 @@ const SPEC = {
         head: { r: 2, alpha: 4, targets: ["wte", "lm_head"] },
       },
     },
+    gemma: {
+      // Tied, embed_scale = sqrt(32); exported below by the CLI, not the fixture.
+      family: "gemma", zoo: true, cli: true, embedScale: true, targets: ["q_proj", "v_proj", "embed_tokens"], savedWhole: "model.embed_tokens.base_layer.weight",
+      adapters: {
+        emb: { r: 4, alpha: 8, targets: ["embed_tokens", "q_proj", "v_proj"] },
+        tok: { r: 2, alpha: 4, targets: ["q_proj", "v_proj"], tokens: { embed_tokens: [3, 17, 64] } },
+      },
+    },
   },
 };
 
@@ -64,6 +75,7 @@ interface Fixture {
   tied: boolean;
   adapterInputs: string;
   changedEmbedding?: string;
+  embedScale?: number;
   baseLogits: number[];
   baseTokens: number[][];
   adapters: Record<string, { dir: string; logits: number[]; tokens: number[][]; keys: string[] }>;
@@ -72,11 +84,16 @@ interface Fixture {
 let tmp: ReturnType<typeof tempDir>;
 let fx: Record<string, Fixture>;
 
-beforeAll(() => {
+beforeAll(async () => {
   tmp = tempDir("loraport-embedding-");
   const code = readFileSync(join(import.meta.dirname, "embedding_adapters_fixture.py"), "utf8");
   const out = runPython(code, [tmp.dir, JSON.stringify(SPEC)], { timeoutMs: 400_000 }).trim().split("\n");
   fx = JSON.parse(out[out.length - 1]!) as Record<string, Fixture>;
+  const g = fx["gemma"]!;
+  const r = await cli(["export", "--base", g.base, "--out", g.adapterInputs, "--targets", SPEC.models.gemma.targets.join(","), "--json"]);
+  expect(r.code, r.stderr).toBe(0);
+  // The CLI's manifest is valid under the schema too (the fixture checks its own exports').
+  runPython("import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))", [join(g.adapterInputs, MANIFEST_NAME), SPEC.schema]);
 }, limit(400_000));
 
 afterAll(() => tmp?.cleanup());
@@ -97,8 +114,8 @@ async function load(f: Fixture): Promise<LoraModel> {
 const refLogits = (f: Fixture, a: string | null): number[] => (a === null ? f.baseLogits : f.adapters[a]!.logits);
 const refTokens = (f: Fixture, a: string | null): number[][] => (a === null ? f.baseTokens : f.adapters[a]!.tokens);
 
-describe.each(["llama", "gpt2"])("%s", (name) => {
-  it("PEFT saved what the cases need; the export has embedding LoRA and trainable-token inputs (tied head for gpt2)", () => {
+describe.each(["llama", "gpt2", "gemma"])("%s", (name) => {
+  it("PEFT saved what the cases need; the export has embedding LoRA and trainable-token inputs (tied head for gpt2, gemma)", () => {
     const f = fx[name]!;
     const emb = f.adapters["emb"]!.keys;
     expect(emb.some((k) => k.endsWith(".lora_embedding_A"))).toBe(true);
@@ -108,7 +125,9 @@ describe.each(["llama", "gpt2"])("%s", (name) => {
     const m = JSON.parse(readFileSync(join(f.adapterInputs, MANIFEST_NAME), "utf8")) as OnnxManifest;
     expect(m.lora.filter((e) => e.kind === "embedding").length).toBe(1);
     expect(m.tokens?.map((t) => t.tied_head)).toEqual([f.tied ? "lm_head" : null]);
-    expect(f.tied).toBe(name === "gpt2");
+    expect(f.tied).toBe(name !== "llama");
+    // Gemma's embedding really scales (else its parity below would not test the scale handling).
+    if (name === "gemma") expect(f.embedScale).toBeCloseTo(Math.sqrt(32), 5);
   });
 
   it("logits equal PyTorch + PEFT for each adapter alone and in one mixed batch with the base", async () => {

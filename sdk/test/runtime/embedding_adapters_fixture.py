@@ -15,7 +15,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
 from loraport_sidecar.export.onnx_export import export_onnx
-from loraport_sidecar.reference import tiny_models
+from loraport_sidecar.reference import tiny_models, zoo
 
 root = Path(sys.argv[1])
 spec = json.loads(sys.argv[2])
@@ -44,15 +44,17 @@ def greedy(model):
 out = {}
 for name, s in spec["models"].items():
     fam = s["family"]
+    # Zoo models (gemma: its embedding scales its output by sqrt(hidden), embed_scale) are built from the zoo's config.
+    build = (lambda: zoo.build(fam)) if s.get("zoo") else (lambda: tiny_models.build(fam))
     base_dir = root / f"{name}-base"
-    tiny_models.save(tiny_models.build(fam), str(base_dir))
-    base = tiny_models.build(fam).eval()
+    tiny_models.save(build(), str(base_dir))
+    base = build().eval()
     entry = {"base": str(base_dir), "tied": bool(base.config.tie_word_embeddings), "baseLogits": logits(base), "baseTokens": greedy(base), "adapters": {}}
     for i, (key, a) in enumerate(s["adapters"].items()):
         torch.manual_seed(200 + i)
         cfg = LoraConfig(r=a["r"], lora_alpha=a["alpha"], target_modules=a["targets"], init_lora_weights=False,
                          fan_in_fan_out=fam == "gpt2", trainable_token_indices=a.get("tokens"))
-        pm = get_peft_model(tiny_models.build(fam), cfg).eval()
+        pm = get_peft_model(build(), cfg).eval()
         with torch.no_grad():
             for n, p in pm.named_parameters():
                 if "trainable_tokens_delta" in n:
@@ -61,7 +63,7 @@ for name, s in spec["models"].items():
         adir = root / f"{name}-{key}"
         pm.save_pretrained(str(adir), **({"save_embedding_layers": True} if a.get("saveEmbedding") else {}))
         # The reference is the adapter as PEFT loads it from disk (what the runtime reads).
-        ref = PeftModel.from_pretrained(tiny_models.build(fam), str(adir)).eval()
+        ref = PeftModel.from_pretrained(build(), str(adir)).eval()
         files = sorted(k for k in load_file(str(adir / "adapter_model.safetensors")))
         entry["adapters"][key] = {"dir": str(adir), "logits": logits(ref), "tokens": greedy(ref), "keys": files}
     if s.get("changedFrom"):
@@ -77,9 +79,14 @@ for name, s in spec["models"].items():
         sd[saved[0]][1] += 1.0
         save_file(sd, str(changed / "adapter_model.safetensors"), metadata={"format": "pt"})
         entry["changedEmbedding"] = str(changed)
+    entry["adapterInputs"] = str(root / f"{name}-ai")
+    if s.get("embedScale"):
+        entry["embedScale"] = float(base.get_input_embeddings().embed_scale)
+    if s.get("cli"):
+        out[name] = entry  # the test exports this one with `loraport export`
+        continue
     res = export_onnx(base_dir, root / f"{name}-ai", mode="adapter-inputs", targets=s["targets"])
     # The manifest with its new optional fields (tokens, kind, base_weights_sha256) is valid under the schema.
     jsonschema.validate(res.manifest, SCHEMA)
-    entry["adapterInputs"] = str(root / f"{name}-ai")
     out[name] = entry
 print(json.dumps(out))
