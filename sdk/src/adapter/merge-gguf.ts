@@ -22,7 +22,7 @@ import { readHfHparams } from "./gguf-hparams.js";
 import { writeGgufStreaming } from "./gguf-stream-writer.js";
 import { baseCheckpointKeyMap } from "./checkpoint-keys.js";
 import { mergeBias, mergeWeight } from "./math.js";
-import { planMerge, type MergedModuleInfo } from "./merge-model.js";
+import { planMerge, type MergedModuleInfo, type MergeModelReport } from "./merge-model.js";
 import { foldSavedLayers } from "./saved-layers.js";
 
 export interface MergeToGgufOptions {
@@ -35,20 +35,14 @@ export interface MergeToGgufOptions {
   readonly onProgress?: ProgressCallback;
 }
 
-export interface MergeToGgufReport {
+/** What `mergeModel` reports of the merge itself (`merged`, `replaced`, `unused`, bytes), and the GGUF written. */
+export interface MergeToGgufReport extends Pick<MergeModelReport, "merged" | "replaced" | "unused" | "bytesRead" | "bytesWritten"> {
   readonly out: string;
   /** `general.architecture` written (mistral is written as llama, as llama.cpp's converter does). */
   readonly architecture: string;
   readonly outtype: GgufOutType;
   /** GGUF tensors written. */
   readonly tensors: number;
-  readonly merged: readonly MergedModuleInfo[];
-  /** Base tensors replaced by the adapter's saved-whole copies (modules_to_save heads, trained biases). */
-  readonly replaced: readonly string[];
-  /** Adapter tensors that fit no base tensor (reported, not applied). */
-  readonly unused: readonly string[];
-  readonly bytesRead: number;
-  readonly bytesWritten: number;
   /** Notes on what GGUF does not represent (e.g. mistral's sliding window). */
   readonly notes: readonly string[];
 }
